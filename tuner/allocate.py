@@ -1,0 +1,95 @@
+"""Compute-optimal allocation: the N, D (and sparsity) that minimise a law's loss at compute C.
+
+C = 6 · N_active · D. For Eq 2 the closed form is used; every other law is minimised over
+log N_active by a dense grid followed by a bounded Brent refinement (robust to the
+non-convex shapes of Eq 3 at high sparsity).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict
+from typing import Mapping
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from .laws import Runs, get_law, predict
+
+
+@dataclass(frozen=True)
+class Allocation:
+    compute: float
+    sparsity: float
+    n_active: float
+    n_total: float
+    tokens: float
+    loss: float
+    method: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def runs_at(compute: float, sparsity: float, n_active: np.ndarray) -> Runs:
+    n_active = np.asarray(n_active, dtype=float)
+    dense = 1.0 - sparsity
+    return Runs(n_total=n_active / dense, n_active=n_active,
+                tokens=compute / (6.0 * n_active), sparsity=np.full_like(n_active, sparsity))
+
+
+def loss_at(law: str, params: Mapping[str, float], compute: float, sparsity: float,
+            n_active: np.ndarray) -> np.ndarray:
+    return predict(law, params, runs_at(compute, sparsity, n_active))
+
+
+def hoffmann_closed_form(params: Mapping[str, float], compute: float) -> tuple[float, float]:
+    """Eq 2 optimum: N = G (C/6)^(β/(α+β)), G = (αa/(βb))^(1/(α+β)), D = C/(6N)."""
+    a, b, al, be = params["a"], params["b"], params["alpha"], params["beta"]
+    g = (al * a / (be * b)) ** (1.0 / (al + be))
+    n = g * (compute / 6.0) ** (be / (al + be))
+    return n, compute / (6.0 * n)
+
+
+def optimal(law: str, params: Mapping[str, float], compute: float,
+            sparsity: float = 0.0) -> Allocation:
+    """The compute-optimal allocation at one compute budget and sparsity."""
+    get_law(law)
+    if law == "hoffmann" or (law == "generalized" and sparsity == 0.0):
+        n, d = hoffmann_closed_form(params, compute)
+        loss = float(loss_at(law, params, compute, sparsity, np.array([n]))[0])
+        return Allocation(compute, sparsity, n, n / (1 - sparsity), d, loss, "closed form")
+    # A model needs at least ~1e3 parameters and one token per parameter is far beyond any
+    # optimum these laws give; the grid spans that whole range.
+    lo, hi = math.log(1e3), math.log(max(compute / 6.0, 1e7))
+    grid = np.linspace(lo, hi, 2001)
+    values = loss_at(law, params, compute, sparsity, np.exp(grid))
+    values = np.where(np.isfinite(values), values, np.inf)
+    i = int(np.argmin(values))
+    step = grid[1] - grid[0]
+    res = minimize_scalar(lambda u: float(loss_at(law, params, compute, sparsity,
+                                                    np.array([math.exp(u)]))[0]),
+                          bounds=(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]),
+                          method="bounded", options={"xatol": step * 1e-6})
+    u = float(res.x) if res.fun <= values[i] else float(grid[i])
+    n = math.exp(u)
+    loss = float(loss_at(law, params, compute, sparsity, np.array([n]))[0])
+    return Allocation(compute, sparsity, n, n / (1 - sparsity), compute / (6 * n), loss,
+                      "grid + Brent")
+
+
+def optimal_sparsity(law: str, params: Mapping[str, float], compute: float,
+                     s_max: float = 0.99) -> Allocation:
+    """Joint optimum over sparsity in [0, s_max] and N: a sparsity grid then Brent on it."""
+    grid = np.concatenate([np.linspace(0.0, s_max, 199), [0.25, 0.5, 0.75, 0.9, 0.95, 0.98]])
+    grid = np.unique(grid[grid <= s_max])
+    allocs = [optimal(law, params, compute, float(s)) for s in grid]
+    losses = np.array([a.loss for a in allocs])
+    i = int(np.nanargmin(losses))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    if hi > lo:
+        res = minimize_scalar(lambda s: optimal(law, params, compute, float(s)).loss,
+                              bounds=(lo, hi), method="bounded", options={"xatol": 1e-7})
+        best = optimal(law, params, compute, float(res.x))
+        if best.loss <= allocs[i].loss:
+            return best
+    return allocs[i]

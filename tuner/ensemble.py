@@ -1,0 +1,198 @@
+"""libEnsemble manager–workers: a persistent ask/tell generator and an objective-evaluating sim.
+
+The generator is a thin adapter over any ``Optimizer``: it asks for as many points as there
+are idle workers, tells each result as soon as it arrives (``async_return``), and stops when
+the budget is spent or the optimizer is done. It runs on the manager (``gen_on_manager``) so
+every worker evaluates. Workers append their own results to results.csv the moment an
+evaluation ends. The same code path serves one worker, local processes, threads and MPI.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .objective import PENALTY, Objective, ObjectiveSpec
+from .runlog import append_row, timestamp
+
+COMMS = ("local", "threads", "mpi")
+_OBJECTIVE_CACHE: dict[tuple, Callable] = {}
+
+
+class EvalTask:
+    """What a worker needs to score a point: picklable, rebuilt once per worker process.
+
+    A plain class, not a dataclass: libEnsemble's pydantic specs would turn a dataclass in
+    ``user`` into a dict.
+    """
+
+    def __init__(self, objective: Mapping, free_names: list[str], fixed: Mapping[str, float],
+                 all_names: list[str], results_path: str, header: list[str],
+                 eval_delay: float = 0.0, objective_fn: Callable | None = None,
+                 log_dims: list[bool] | None = None):
+        self.objective, self.free_names, self.fixed = dict(objective), free_names, dict(fixed)
+        self.all_names, self.results_path, self.header = all_names, results_path, header
+        self.eval_delay, self.objective_fn = eval_delay, objective_fn
+        self.log_dims = log_dims or [False] * len(free_names)
+
+    @property
+    def gradients(self) -> bool:
+        """Built-in objectives give their gradient from the same pass; custom ones do not."""
+        return self.objective_fn is None
+
+    def params(self, x: np.ndarray) -> dict[str, float]:
+        merged = {**self.fixed, **{n: float(v) for n, v in zip(self.free_names, x)}}
+        return {n: merged[n] for n in self.all_names}
+
+    def function(self) -> Callable:
+        if self.objective_fn is not None:
+            return self.objective_fn
+        key = tuple(sorted(self.objective.items()))
+        if key not in _OBJECTIVE_CACHE:
+            _OBJECTIVE_CACHE[key] = Objective.from_spec(ObjectiveSpec(**self.objective))
+        return _OBJECTIVE_CACHE[key]
+
+
+def evaluate(task: EvalTask, eval_id: int, x: np.ndarray,
+             worker: int) -> tuple[float, bool, np.ndarray]:
+    """Score one point, log it, and return (objective, ok, gradient in internal coordinates;
+    NaN when unknown). An exception is a failed evaluation, not a crash."""
+    params = task.params(x)
+    start = time.perf_counter()
+    error = ""
+    grad = np.full(len(task.free_names), np.nan)
+    try:
+        if task.eval_delay > 0:
+            time.sleep(task.eval_delay)
+        if task.gradients:
+            value, g = task.function().value_and_grad(params)
+            # d/du of x = exp(u) is x: the chain rule into log coordinates.
+            grad = np.array([g[n] * (params[n] if lg else 1.0)
+                             for n, lg in zip(task.free_names, task.log_dims)])
+        else:
+            value = task.function()(params)
+        value = float(value)
+        ok = True
+        if not np.isfinite(value):
+            value, ok, error = PENALTY, False, f"objective returned {value}"
+    except Exception as exc:  # one bad evaluation must not end the run
+        value, ok = PENALTY, False
+        error = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+    elapsed = time.perf_counter() - start
+    append_row(task.results_path, task.header, {
+        "eval_id": int(eval_id), **params, "objective": value,
+        "status": "ok" if ok else "failed", "elapsed": elapsed, "timestamp": timestamp(),
+        "worker": worker, "error": error})
+    return value, ok, grad
+
+
+def sim_evaluate(H, persis_info, sim_specs, libE_info):
+    """libEnsemble sim_f: evaluate every row it is given."""
+    task: EvalTask = sim_specs["user"]["task"]
+    out = np.zeros(len(H), dtype=sim_specs["out"])
+    for i in range(len(H)):
+        out["f"][i], out["ok"][i], out["grad"][i] = evaluate(
+            task, int(H["eval_id"][i]), H["x"][i], int(libE_info.get("workerID", 0)))
+    return out, persis_info
+
+
+class GenState:
+    """The generator's inputs and what it observed (manager side only; a plain class for the
+    same reason as EvalTask)."""
+
+    def __init__(self, optimizer, budget: int, workers: int, first_eval_id: int = 0,
+                 progress: Callable[[int, float], None] | None = None):
+        self.optimizer, self.budget, self.workers = optimizer, budget, workers
+        self.first_eval_id, self.progress = first_eval_id, progress
+        self.told, self.best = 0, float("inf")
+        self.errors: list[str] = []
+
+
+def gen_ask_tell(H, persis_info, gen_specs, libE_info):
+    """libEnsemble persistent gen_f: ask for idle workers, tell results as they arrive."""
+    from libensemble.message_numbers import (EVAL_GEN_TAG, FINISHED_PERSISTENT_GEN_TAG,
+                                             PERSIS_STOP, STOP_TAG)
+    from libensemble.tools.persistent_support import PersistentSupport
+
+    state: GenState = gen_specs["user"]["state"]
+    opt = state.optimizer
+    names = opt.space.names
+    ps = PersistentSupport(libE_info, EVAL_GEN_TAG)
+    asked, next_id = 0, state.first_eval_id
+    inflight: dict[int, dict] = {}
+    try:
+        while True:
+            idle = min(state.workers - len(inflight), state.budget - asked)
+            configs = opt.ask(idle) if idle > 0 else []
+            if configs:
+                H_o = np.zeros(len(configs), dtype=gen_specs["out"])
+                for i, c in enumerate(configs):
+                    H_o["x"][i] = [c[n] for n in names]
+                    H_o["eval_id"][i] = next_id
+                    inflight[next_id] = c
+                    next_id += 1
+                asked += len(configs)
+                tag, _, calc_in = ps.send_recv(H_o)
+            elif inflight:
+                tag, _, calc_in = ps.recv()
+            else:
+                break  # budget spent or optimizer finished, nothing in flight
+            if tag in (STOP_TAG, PERSIS_STOP):
+                break
+            if calc_in is not None and len(calc_in):
+                done = [int(i) for i in calc_in["eval_id"]]
+                configs_done = [inflight.pop(i) for i in done]
+                values = [float(v) for v in calc_in["f"]]
+                opt.tell(configs_done, values, list(calc_in["grad"]))
+                state.told += len(values)
+                state.best = min([state.best, *values])
+                if state.progress:
+                    state.progress(state.told, state.best)
+    except Exception:
+        state.errors.append(traceback.format_exc())
+        raise
+    finally:
+        if hasattr(opt, "close"):
+            opt.close()
+    return None, persis_info, FINISHED_PERSISTENT_GEN_TAG
+
+
+def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str,
+             budget: int) -> bool:
+    """Run the ensemble; returns True on the manager (rank 0), False on MPI workers."""
+    from libensemble.alloc_funcs.start_only_persistent import only_persistent_gens
+    from libensemble.libE import libE
+
+    d = len(task.free_names)
+    sim_specs = {"sim_f": sim_evaluate, "in": ["x", "eval_id"],
+                 "out": [("f", float), ("ok", bool), ("grad", float, (d,))],
+                 "user": {"task": task}}
+    gen_specs = {"gen_f": gen_ask_tell, "persis_in": ["f", "eval_id", "ok", "grad"],
+                 "out": [("x", float, (d,)), ("eval_id", int)],
+                 "user": {"state": state}}
+    # active_recv_gen: the generator may wait for results without sending points first (L-BFGS
+    # waits on its line search), so the manager must deliver results whenever they arrive.
+    alloc_specs = {"alloc_f": only_persistent_gens,
+                   "user": {"async_return": True, "active_recv_gen": True}}
+    libE_specs = {"comms": comms, "gen_on_manager": True, "disable_log_files": True,
+                  "save_H_and_persis_on_abort": False, "abort_on_exception": True,
+                  "workflow_dir_path": os.path.dirname(task.results_path)}
+    if comms == "mpi":
+        from mpi4py import MPI
+        libE_specs["mpi_comm"] = MPI.COMM_WORLD
+    else:
+        libE_specs["nworkers"] = workers
+    # sim_max is a backstop only: the generator stops itself at the budget.
+    exit_criteria = {"sim_max": budget}
+    H, _, flag = libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
+    if state is not None and state.errors:
+        raise RuntimeError("generator failed:\n" + state.errors[0])
+    return comms != "mpi" or _mpi_rank() == 0
+
+
+def _mpi_rank() -> int:
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.Get_rank()

@@ -1,0 +1,95 @@
+"""The ask/tell interface every optimizer implements, and the bookkeeping they share."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import numpy as np
+
+from ..spaces import Space
+
+Config = dict[str, float]
+
+
+def config_key(space: Space, config: Config) -> tuple[float, ...]:
+    """Identity of a configuration: its free coefficients, as exact floats."""
+    return tuple(float(config[n]) for n in space.names)
+
+
+class Optimizer(ABC):
+    """Proposes coefficient sets (``ask``) and learns their objective values (``tell``).
+
+    ``ask(n)`` returns up to ``n`` new configurations (complete coefficient dicts in natural
+    units); fewer, possibly none, when the method has nothing to propose until results
+    arrive, or is done (``finished``). ``tell`` accepts any configurations with their values,
+    including ones this instance never proposed (a resumed run's history).
+    """
+
+    name: str = "optimizer"
+
+    def __init__(self, space: Space, *, seed: int = 0, budget: int = 100):
+        if budget < 1:
+            raise ValueError(f"budget must be >= 1, got {budget}")
+        self.space = space
+        self.seed = int(seed)
+        self.budget = int(budget)
+        self.rng = np.random.default_rng(seed)
+        self.X: list[tuple[float, ...]] = []   # told configurations (keys), in order
+        self.y: list[float] = []
+        self.seen: dict[tuple[float, ...], float] = {}
+        # Gradients in internal coordinates, when the evaluator supplies them.
+        self.grads: dict[tuple[float, ...], np.ndarray] = {}
+        self.pending: dict[tuple[float, ...], Config] = {}
+
+    @property
+    def finished(self) -> bool:
+        """True when the method has nothing more to propose."""
+        return False
+
+    @abstractmethod
+    def _propose(self, n: int) -> list[Config]:
+        """Up to n new configurations, not yet seen nor pending."""
+
+    def _observe(self, keys: list[tuple[float, ...]], values: list[float]) -> None:
+        """Hook for methods that learn from results (called once per tell)."""
+
+    def ask(self, n: int = 1) -> list[Config]:
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if n == 0 or self.finished:
+            return []
+        out = self._propose(n)
+        for c in out:
+            self.pending[config_key(self.space, c)] = c
+        return out
+
+    def tell(self, configs: Sequence[Config], values: Sequence[float],
+             grads: Sequence[np.ndarray] | None = None) -> None:
+        """Record results; ``grads`` (internal coordinates, free dims) are optional."""
+        if len(configs) != len(values):
+            raise ValueError(f"{len(configs)} configurations but {len(values)} values")
+        if grads is not None and len(grads) != len(values):
+            raise ValueError(f"{len(values)} values but {len(grads)} gradients")
+        keys = [config_key(self.space, c) for c in configs]
+        vals = [float(v) for v in values]
+        for i, (k, v) in enumerate(zip(keys, vals)):
+            if grads is not None:
+                g = np.asarray(grads[i], dtype=float)
+                if np.all(np.isfinite(g)):
+                    self.grads[k] = g
+            self.pending.pop(k, None)
+            self.seen[k] = v
+            self.X.append(k)
+            self.y.append(v)
+        if keys:
+            self._observe(keys, vals)
+
+    def best(self) -> tuple[Config, float] | None:
+        if not self.y:
+            return None
+        i = int(np.argmin(self.y))
+        return self.space.complete(dict(zip(self.space.names, self.X[i]))), self.y[i]
+
+    def to_config(self, u: np.ndarray) -> Config:
+        """Internal coordinates -> complete natural-unit configuration."""
+        return self.space.decode(u)
