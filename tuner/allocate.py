@@ -51,10 +51,14 @@ def hoffmann_closed_form(params: Mapping[str, float], compute: float) -> tuple[f
 
 
 def optimal(law: str, params: Mapping[str, float], compute: float,
-            sparsity: float = 0.0) -> Allocation:
-    """The compute-optimal allocation at one compute budget and sparsity."""
+            sparsity: float = 0.0, *, closed_form: bool = True) -> Allocation:
+    """The compute-optimal allocation at one compute budget and sparsity.
+
+    ``closed_form=False`` forces the generic grid + Brent search even where Eq 2's closed form
+    applies (tests use it to check one against the other).
+    """
     get_law(law)
-    if law == "hoffmann" or (law == "generalized" and sparsity == 0.0):
+    if closed_form and (law == "hoffmann" or (law == "generalized" and sparsity == 0.0)):
         n, d = hoffmann_closed_form(params, compute)
         loss = float(loss_at(law, params, compute, sparsity, np.array([n]))[0])
         return Allocation(compute, sparsity, n, n / (1 - sparsity), d, loss, "closed form")

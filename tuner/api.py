@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .datasets import load
+from .diagnostics import degenerate
 from .ensemble import COMMS, EvalTask, GenState, run_libe
 from .errors import TunerError
 from .objective import Objective, ObjectiveSpec
@@ -37,12 +38,13 @@ class FitConfig:
     surrogate: str = "RF"
     liar: str = "cl_max"
     n_initial_points: int = 10
-    polish: float = 0.0
+    polish: float = 0.5
     workers: int = 1
     comms: str = "local"
     eval_delay: float = 0.0
     space: str | None = None
     fix: dict[str, float] = field(default_factory=dict)
+    bootstrap: int = 0  # resamples refitted after the fit for 95% intervals (0: none)
 
     def check(self) -> None:
         if self.evals < 1:
@@ -58,6 +60,8 @@ class FitConfig:
             raise TunerError(f"unknown --liar {self.liar!r}; choose one of {', '.join(LIARS)}")
         if self.eval_delay < 0:
             raise TunerError(f"--eval-delay must be >= 0, got {self.eval_delay}")
+        if self.bootstrap < 0 or self.bootstrap == 1:
+            raise TunerError(f"--bootstrap must be 0 or >= 2, got {self.bootstrap}")
 
     def objective_spec(self) -> ObjectiveSpec:
         return ObjectiveSpec(self.law, self.data, self.objective, self.delta, self.drop_outliers)
@@ -163,7 +167,16 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
         if manager:
             raise TunerError(error)
         return None
-    return _run(prep, run, done=None, quiet=quiet, objective_fn=objective_fn)
+    summary = _run(prep, run, done=None, quiet=quiet, objective_fn=objective_fn)
+    if summary is not None and config.bootstrap and "best_params" in summary:
+        if objective_fn is not None:
+            raise TunerError("--bootstrap needs the built-in objective")
+        from .bootstrap import bootstrap
+        summary.update(bootstrap(prep.objective, prep.space, summary["best_params"],
+                                 k=config.bootstrap, seed=config.seed, workers=config.workers,
+                                 comms=config.comms, workdir=str(run.path)))
+        write_json(run.summary_path, summary)
+    return summary
 
 
 def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None = None,
@@ -188,6 +201,11 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
     return _run(prep, run, done=done, quiet=quiet, objective_fn=objective_fn)
 
 
+def _internal_grad(prep: Prepared, params: Mapping[str, float]) -> np.ndarray:
+    _, g = prep.objective.value_and_grad(params)
+    return np.array([g[d.name] * (params[d.name] if d.log else 1.0) for d in prep.space.dims])
+
+
 def _rank() -> int:
     from mpi4py import MPI
     return MPI.COMM_WORLD.Get_rank()
@@ -210,8 +228,13 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
                                  polish=config.polish, gradients=objective_fn is None)
             if n_done:
                 names = prep.space.all_names
-                opt.tell([{n: float(r[n]) for n in names} for _, r in done.iterrows()],
-                         done["objective"].tolist())
+                configs = [{n: float(r[n]) for n in names} for _, r in done.iterrows()]
+                grads = None
+                if objective_fn is None:
+                    # Gradients are not logged; recompute them (a replay, not new evaluations)
+                    # so a resumed L-BFGS run continues exactly where it was.
+                    grads = [_internal_grad(prep, c) for c in configs]
+                opt.tell(configs, done["objective"].tolist(), grads)
             workers = config.workers
             if config.comms == "mpi":
                 from mpi4py import MPI
@@ -268,6 +291,7 @@ def write_summary(run: RunDir, prep: Prepared, wall: float) -> dict:
             "rmse_log": prep.objective.rmse_log(params),
             "published_params": published,
             "published_objective": prep.objective(published) if published else None,
+            "warnings": degenerate(prep.space, params, prep.objective.dataset),
         })
     summary["versions"] = versions()
     write_json(run.summary_path, summary)

@@ -34,10 +34,18 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-points", type=int, default=10,
                    help="ytopt random initial points, the first being the published default "
                         "(default 10)")
+    p.add_argument("--polish", type=float, default=0.5, metavar="FRACTION",
+                   help="ytopt: share of the budget spent at the end on L-BFGS-B (analytic "
+                        "gradients, every step counted) from the best points found (default "
+                        "0.5; 0 = ytopt exactly as published)")
     p.add_argument("--space", help="ConfigSpace JSON file to search instead of "
                                    "search_spaces/<law>.json")
     p.add_argument("--fix", default="", metavar="K=V,...",
                    help="coefficients held fixed, e.g. 'alpha=0.34,beta=0.28'")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="K",
+                   help="after the fit, refit K resamples of the runs (with replacement, "
+                        "seeded by --seed; L-BFGS warm-started from the best, parallel over "
+                        "--workers) for 95%% percentile intervals (default 0: none)")
     _add_parallel_options(p)
     p.add_argument("--run-dir", help="output directory (default runs/<law>-<data>-"
                                      "<optimizer>-<time>); must not exist")
@@ -92,6 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("laws", help="list the laws, their coefficients and published values")
+    _add_planning_parsers(sub)
+    _add_validation_parsers(sub)
+
+    p = sub.add_parser("reproduce", help="reproduce a figure of the paper (fig7: the main job)")
+    p.add_argument("figure", choices=["fig7"], help="which figure")
+    p.add_argument("--out", default="runs/fig7", help="output directory (default runs/fig7); "
+                   "finished runs in it are reused")
+    p.add_argument("--evals", type=int, default=200,
+                   help="budget per search (ytopt, grid, random alike; default 200)")
+    p.add_argument("--workers", type=int, default=1, help="libEnsemble workers per run")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="seeds per search; the table shows median [min-max] (default 1)")
+    p.add_argument("--x", choices=["eval", "time"], default="eval",
+                   help="x axis: evaluation number (default) or elapsed time")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    p = sub.add_parser("compare", help="convergence plot and table for any runs")
+    p.add_argument("run_dirs", nargs="+", help="run directories")
+    p.add_argument("--out", default="runs/compare",
+                   help="output stem: writes OUT.png, .svg, .md, .csv (default runs/compare)")
+    p.add_argument("--x", choices=["eval", "time"], default="eval", help="x axis")
+
+    p = sub.add_parser("report", help="a fit's figure: predicted vs observed, residuals, curves")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--out", help="output stem (default RUN_DIR/report)")
     return parser
 
 
@@ -101,9 +134,10 @@ def cmd_fit(args) -> int:
     config = FitConfig(law=args.law, data=args.data, optimizer=args.optimizer, evals=args.evals,
                        seed=args.seed, objective=args.objective, delta=args.delta,
                        drop_outliers=not args.keep_outliers, surrogate=args.surrogate,
-                       liar=args.liar, n_initial_points=args.initial_points,
+                       liar=args.liar, n_initial_points=args.initial_points, polish=args.polish,
                        workers=args.workers, comms=args.comms, eval_delay=args.eval_delay,
-                       space=args.space, fix=parse_assignments(args.fix, "--fix"))
+                       space=args.space, fix=parse_assignments(args.fix, "--fix"),
+                       bootstrap=args.bootstrap)
     summary = fit(config, args.run_dir, quiet=args.quiet)
     if summary is not None:
         _print_summary(summary, args.json)
@@ -132,6 +166,12 @@ def _print_summary(s: dict, as_json: bool) -> None:
         if s.get("published_objective") is not None:
             print(f"published objective {s['published_objective']:.6g}: "
                   f"{_fmt_params(s['published_params'])}")
+    if s.get("intervals"):
+        b = s["bootstrap"]
+        print(f"bootstrap {b['level']:.0%} intervals (K={b['K']}, seed={b['seed']}, "
+              f"{b['parallel']}):")
+        for name, (lo, hi) in s["intervals"].items():
+            print(f"  {name}: [{lo:.6g}, {hi:.6g}]")
     for w in s.get("warnings", []):
         print(f"warning: {w}")
 
@@ -165,7 +205,188 @@ def cmd_laws(args) -> int:
     return 0
 
 
-COMMANDS = {"fit": cmd_fit, "resume": cmd_resume, "score": cmd_score,
+def cmd_reproduce(args) -> int:
+    from pathlib import Path
+
+    from .reproduce import fig7
+    if args.evals < 1 or args.seeds < 1 or args.workers < 1:
+        raise TunerError("--evals, --seeds and --workers must be >= 1")
+    result = fig7(Path(args.out), evals=args.evals, workers=args.workers, seeds=args.seeds,
+                  x=args.x, quiet=args.quiet)
+    from .tables import markdown
+    print(markdown(result["rows"]))
+    print(f"figure: {result['figure'][0]}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from .reports import compare
+    from .tables import markdown
+    out = Path(args.out)
+    rows = compare(args.run_dirs, out, x=args.x)
+    print(markdown(rows))
+    print(f"figure: {out.with_suffix('.png')}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .reports import report
+    paths = report(args.run_dir, args.out)
+    print(f"figure: {paths[0]}")
+    return 0
+
+
+def _add_planning_parsers(sub) -> None:
+    coeff_help = "'published' (default) or a fit run directory (its best)"
+    p = sub.add_parser("figures", help="draw the paper's figures 1-6 and 8 (PNG and SVG)")
+    p.add_argument("--out", default="figures", help="output directory (default ./figures)")
+    p.add_argument("--coefficients", nargs="+", default=["published"], metavar="SOURCE",
+                   help=coeff_help + "; several: one column each. A run's coefficients apply "
+                        "to its law; other laws use published values")
+    p.add_argument("--only", nargs="+", metavar="FIG", help="draw only these (e.g. fig1 fig8)")
+
+    p = sub.add_parser("allocate", help="compute-optimal N_active, N_total, D (and sparsity)")
+    p.add_argument("--law", required=True, help="law name")
+    p.add_argument("--compute", type=float, nargs="+", required=True, metavar="C",
+                   help="compute budget(s) in FLOPs (C = 6 N_active D)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--sparsity", type=float, default=0.0, help="sparsity S in [0, 1) (default 0)")
+    g.add_argument("--optimal-sparsity", action="store_true",
+                   help="choose the sparsity in [0, --s-max] that minimises the loss")
+    p.add_argument("--s-max", type=float, default=0.99, help="largest sparsity (default 0.99)")
+    p.add_argument("--coefficients", default="published", help=coeff_help + ", or 'k=v,...'")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _accept_negative_floats(p)
+
+    p = sub.add_parser("predict", help="predicted loss of one model")
+    p.add_argument("--law", required=True, help="law name")
+    p.add_argument("--n-active", type=float, required=True, help="active (non-zero) parameters")
+    p.add_argument("--tokens", type=float, required=True, help="training tokens D")
+    p.add_argument("--sparsity", type=float, default=0.0, help="sparsity S in [0, 1) (default 0)")
+    p.add_argument("--n-total", type=float,
+                   help="total parameters (default n_active/(1-S); sets S if given alone)")
+    p.add_argument("--coefficients", default="published", help=coeff_help + ", or 'k=v,...'")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _accept_negative_floats(p)
+
+
+def _accept_negative_floats(p: argparse.ArgumentParser) -> None:
+    """Let '-1e20' reach the value checks (argparse would take it for an option)."""
+    import re
+    p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$", re.I)
+
+
+def cmd_figures(args) -> int:
+    from .figures import draw
+    for path in draw(args.out, args.coefficients, args.only):
+        print(path)
+    return 0
+
+
+def cmd_allocate(args) -> int:
+    from .api import coefficients
+    from .planning import allocation_rows, bootstrap_sets
+    from .tables import markdown
+    params = coefficients(args.law, args.coefficients)
+    rows = allocation_rows(args.law, params, args.compute,
+                           None if args.optimal_sparsity else args.sparsity, args.s_max,
+                           bootstrap_sets(args.law, args.coefficients))
+    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .api import coefficients
+    from .planning import bootstrap_sets, predict_one
+    out = predict_one(args.law, coefficients(args.law, args.coefficients), args.n_active,
+                      args.tokens, args.sparsity, args.n_total,
+                      bootstrap_sets(args.law, args.coefficients))
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        interval = (f" (95% bootstrap interval {out['loss_lo']:.6g}-{out['loss_hi']:.6g})"
+                    if "loss_lo" in out else "")
+        print(f"{args.law}: loss {out['loss']:.6g} nats/token{interval} at N_active "
+              f"{out['n_active']:.4g}, N_total {out['n_total']:.4g}, D {out['tokens']:.4g}, "
+              f"S {out['sparsity']:.4g}, C {out['compute']:.4g} FLOPs")
+    return 0
+
+
+PLANNING_COMMANDS = {"figures": cmd_figures, "allocate": cmd_allocate, "predict": cmd_predict}
+
+
+def _add_validation_parsers(sub) -> None:
+    p = sub.add_parser("validate", help="fit on a subset of runs, report errors on the rest")
+    p.add_argument("--law", required=True, help="law name")
+    p.add_argument("--data", required=True, help="dataset name or CSV path")
+    p.add_argument("--train", help="pandas condition selecting the training runs, e.g. "
+                                   "'n_active < 1e9' or 'tokens*n_active*6 < 1e20'")
+    p.add_argument("--loo", action="store_true", help="leave-one-out over all runs instead")
+    p.add_argument("--optimizer", default="lbfgs", help="in-process optimizer (default lbfgs)")
+    p.add_argument("--evals", type=int, default=2000, help="evaluations per fit (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+
+    p = sub.add_parser("rank", help="fit every law the data support and compare them")
+    p.add_argument("--data", required=True, help="dataset name or CSV path")
+    p.add_argument("--laws", nargs="+", help="laws to compare (default: those the data support)")
+    p.add_argument("--evals", type=int, default=2000, help="L-BFGS evaluations per fit")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
+    p.add_argument("--out", help="also write OUT/rank.md and OUT/rank.csv")
+
+
+def cmd_validate(args) -> int:
+    from .datasets import load
+    from .objective import ObjectiveSpec
+    from .spaces import load_space
+    from .tables import markdown
+    from .validate import holdout, leave_one_out, train_mask
+    if args.loo == bool(args.train):
+        raise TunerError("validate: give exactly one of --train EXPR or --loo")
+    if args.evals < 1:
+        raise TunerError(f"--evals must be >= 1, got {args.evals}")
+    spec = ObjectiveSpec(args.law, args.data, drop_outliers=not args.keep_outliers)
+    space = load_space(args.law)
+    opts = {"optimizer": args.optimizer, "evals": args.evals, "seed": args.seed}
+    if args.loo:
+        r = leave_one_out(spec, space, **opts)
+    else:
+        data = load(args.data, drop_outliers=not args.keep_outliers)
+        r = holdout(spec, space, train_mask(data, args.train), dataset=data, **opts)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    what = "leave-one-out" if args.loo else f"trained on {r['train_runs']} runs ({args.train})"
+    print(f"{args.law} on {args.data}, {what}: {_fmt_params(r['params'])}")
+    print(markdown(r["rows"]))
+    print(f"held-out runs {r['test_runs']}: median |rel error| {r['median_abs_rel_error']:.4g}, "
+          f"max {r['max_abs_rel_error']:.4g}")
+    return 0
+
+
+def cmd_rank(args) -> int:
+    from pathlib import Path
+
+    from .rank import rank
+    from .tables import markdown, write_tables
+    rows = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
+                drop_outliers=not args.keep_outliers)
+    print(markdown(rows))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_tables(rows, out / "rank")
+        print(f"tables: {out / 'rank.md'}, {out / 'rank.csv'}")
+    return 0
+
+
+VALIDATION_COMMANDS = {"validate": cmd_validate, "rank": cmd_rank}
+
+COMMANDS = {**PLANNING_COMMANDS, **VALIDATION_COMMANDS, "reproduce": cmd_reproduce, "compare": cmd_compare, "report": cmd_report, "fit": cmd_fit, "resume": cmd_resume, "score": cmd_score,
             "datasets": cmd_datasets, "laws": cmd_laws}
 
 

@@ -1,0 +1,112 @@
+"""libEnsemble runs: parallel workers, MPI under mpirun, faults, kill -9 and resume."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli
+from tuner.api import FitConfig, fit, resume
+from tuner.runlog import read_results
+
+
+def failing_objective(params):
+    """Fails for a third of the space: the run must record these and go on."""
+    if params["alpha"] > 0.55:
+        raise RuntimeError("simulated failure")
+    return params["e"] + params["alpha"]
+
+
+@pytest.mark.parametrize("comms", ["local", "threads"])
+def test_two_workers_share_the_work(tmp_path, comms):
+    out = tmp_path / "run"
+    r = run_cli("fit", "--law", "hoffmann", "--data", "chinchilla_epoch", "--optimizer",
+                "random", "--evals", 16, "--workers", 2, "--comms", comms, "--eval-delay",
+                0.05, "--run-dir", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    res = pd.read_csv(out / "results.csv")
+    assert sorted(res.eval_id) == list(range(16)) and set(res.worker) == {1, 2}
+    assert (res.elapsed >= 0.05).all()
+
+
+def test_ytopt_async_batches_are_distinct(tmp_path):
+    s = fit(FitConfig("hoffmann", "chinchilla_epoch", evals=16, workers=2, n_initial_points=4,
+                      eval_delay=0.02), tmp_path / "y", quiet=True)
+    res = read_results(Path(s["run_dir"]) / "results.csv")
+    assert len(res) == 16
+    assert len(res[["e", "a", "b", "alpha", "beta"]].drop_duplicates()) == 16
+
+
+def test_failed_evaluation_is_recorded_and_run_completes(tmp_path):
+    s = fit(FitConfig("hoffmann", "chinchilla_epoch", optimizer="random", evals=20),
+            tmp_path / "f", quiet=True, objective_fn=failing_objective)
+    res = read_results(Path(s["run_dir"]) / "results.csv")
+    failed = res[res.status == "failed"]
+    assert len(res) == 20 and len(failed) > 0 and s["failed"] == len(failed)
+    assert failed.error.str.contains("RuntimeError: simulated failure").all()
+    assert (res[res.status == "ok"].alpha <= 0.55).all()
+
+
+@pytest.mark.parametrize("optimizer", ["ytopt", "lbfgs", "random"])
+def test_kill9_then_resume_reaches_budget_without_rerunning(tmp_path, optimizer):
+    out = tmp_path / "k"
+    budget = 24
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner", "fit", "--law", "hoffmann", "--data",
+         "chinchilla_epoch", "--optimizer", optimizer, "--evals", str(budget), "--workers",
+         "2", "--eval-delay", "0.15", "--initial-points", "4", "--run-dir", str(out),
+         "--quiet"], cwd=ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (out / "results.csv").exists() and len(read_results(out / "results.csv")) >= 8:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = read_results(out / "results.csv")
+    assert 8 <= len(done) < budget and not (out / "summary.json").exists()
+    r = run_cli("resume", out, "--quiet", "--json")
+    assert r.returncode == 0, r.stderr
+    res = read_results(out / "results.csv")
+    assert len(res) == budget and res.eval_id.is_unique
+    params = ["e", "a", "b", "alpha", "beta"]
+    assert len(res[params].drop_duplicates()) == budget  # nothing evaluated twice
+    pd.testing.assert_frame_equal(res.iloc[:len(done)][params], done[params])
+    assert json.loads(r.stdout)["evals"] == budget
+
+
+def test_resume_extends_budget(tmp_path):
+    out = tmp_path / "x"
+    assert run_cli("fit", "--law", "hoffmann", "--data", "chinchilla_epoch", "--optimizer",
+                   "lbfgs", "--evals", 50, "--run-dir", out, "--quiet").returncode == 0
+    s = resume(out, evals=80, quiet=True)
+    assert s["evals"] == 80 and len(read_results(out / "results.csv")) == 80
+
+
+def test_resume_of_non_run_is_one_line(tmp_path):
+    r = run_cli("resume", tmp_path)
+    assert r.returncode == 2 and "not a tuner run directory" in r.stderr
+
+
+MPIRUN = shutil.which("mpirun") or (shutil.which("mpirun", path=str(Path(sys.executable).parent)))
+
+
+@pytest.mark.skipif(MPIRUN is None, reason="no mpirun on PATH or beside this Python "
+                                           "(pip install '.[mpi]' provides one)")
+def test_mpirun_three_ranks(tmp_path):
+    out = tmp_path / "mpi"
+    cmd = [MPIRUN, "-np", "3", sys.executable, "-m", "tuner", "fit", "--law", "hoffmann",
+           "--data", "chinchilla_epoch", "--comms", "mpi", "--evals", "40", "--run-dir",
+           str(out), "--quiet", "--eval-delay", "0.01"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = read_results(out / "results.csv")
+    assert len(res) == 40 and set(res.worker) == {1, 2}
+    assert json.loads((out / "summary.json").read_text())["evals"] == 40

@@ -1,0 +1,118 @@
+"""Bootstrap intervals, held-out validation, law ranking and degenerate-fit warnings."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tuner.bootstrap import bootstrap
+from tuner.diagnostics import degenerate
+from tuner.objective import Objective, ObjectiveSpec
+from tuner.refit import minimize_inprocess
+from tuner.spaces import load_space
+
+EPOCH = {"a": 482.01, "b": 2085.43, "e": 1.8169, "alpha": 0.3478, "beta": 0.3658}
+
+
+@pytest.fixture(scope="module")
+def chinchilla():
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", "chinchilla_epoch"))
+    space = load_space("hoffmann")
+    best, _ = minimize_inprocess(obj, space, budget=600)
+    return obj, space, best
+
+
+def test_point_estimates_match_epoch(chinchilla):
+    _, _, best = chinchilla
+    for n in ("e", "alpha", "beta"):
+        assert best[n] == pytest.approx(EPOCH[n], rel=0.01)
+
+
+def test_bootstrap_intervals_contain_epoch_and_are_reproducible(chinchilla):
+    obj, space, best = chinchilla
+    out = bootstrap(obj, space, best, k=30, seed=0)
+    for n, v in EPOCH.items():
+        lo, hi = out["intervals"][n]
+        assert lo <= v <= hi, (n, lo, hi)
+        assert lo <= best[n] <= hi
+    assert out["bootstrap"]["K"] == 30 and len(out["bootstrap_params"]) == 30
+    again = bootstrap(obj, space, best, k=5, seed=0)
+    assert again["bootstrap_params"] == out["bootstrap_params"][:5]
+
+
+def test_fit_bootstrap_cli(cli, tmp_path):
+    run = tmp_path / "run"
+    r = cli("fit", "--law", "hoffmann", "--data", "chinchilla_epoch", "--optimizer", "lbfgs",
+            "--evals", "400", "--bootstrap", "4", "--quiet", "--run-dir", run)
+    assert r.returncode == 0, r.stderr
+    assert "bootstrap 95% intervals (K=4, seed=0" in r.stdout
+    s = json.loads((run / "summary.json").read_text())
+    assert set(s["intervals"]) == {"e", "a", "b", "alpha", "beta"}
+    assert s["bootstrap"]["seed"] == 0 and s["warnings"] == []
+
+
+def test_validate_small_models(cli):
+    r = cli("validate", "--law", "hoffmann", "--data", "chinchilla_epoch", "--train",
+            "n_active < 1e9", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["rows"] and all(row["n_active"] >= 1e9 for row in out["rows"])
+    assert 0 < out["median_abs_rel_error"] <= out["max_abs_rel_error"] < 0.2
+
+
+@pytest.mark.parametrize("expr, message", [("nope < 1", "not a valid expression"),
+                                           ("n_active < 0", "empty"),
+                                           ("n_active > 0", "nothing left"),
+                                           ("n_active * 2", "true/false")])
+def test_validate_bad_selection(cli, expr, message):
+    r = cli("validate", "--law", "hoffmann", "--data", "chinchilla_epoch", "--train", expr)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_rank_frantar_t5(cli, tmp_path):
+    r = cli("rank", "--data", "frantar_t5", "--evals", "600", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("| law | k | objective | rmse_log | AIC | BIC |")
+    laws = {line.split("|")[1].strip() for line in r.stdout.splitlines()[2:] if "|" in line}
+    assert laws == {"hoffmann", "frantar", "frantar_reparam", "abnar", "generalized"}
+    assert (tmp_path / "rank.md").is_file() and (tmp_path / "rank.csv").is_file()
+
+
+def test_clark_routing_tokens_unidentifiable():
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", "clark_routing"))
+    space = load_space("hoffmann")
+    params, _ = minimize_inprocess(obj, space, budget=300)
+    warnings = degenerate(space, params, obj.dataset)
+    assert any("tokens is nearly constant" in w and "b, beta" in w for w in warnings)
+
+
+def test_dense_data_sparsity_terms_and_bounds():
+    obj = Objective.from_spec(ObjectiveSpec("generalized", "chinchilla_epoch"))
+    space = load_space("generalized")
+    at_bound = {**space.default(), "alpha": space.dims[space.names.index("alpha")].lower}
+    warnings = degenerate(space, at_bound, obj.dataset)
+    assert any("sparsity is 0 in every run" in w and "c, gamma" in w for w in warnings)
+    assert any(w.startswith("alpha = ") and "lower bound" in w for w in warnings)
+    e_low = {**space.default(), "e": space.dims[space.names.index("e")].lower}
+    assert any(w.startswith("irreducible loss e") for w in degenerate(space, e_low,
+                                                                      obj.dataset))
+
+
+def test_user_csv_all_commands(cli, tmp_path):
+    rng = np.random.default_rng(1)
+    n = np.repeat([1e8, 3e8, 1e9, 3e9], 4)
+    d = np.tile([2e9, 6e9, 2e10, 6e10], 4)
+    loss = (1.8 + 480 / n ** 0.35 + 2000 / d ** 0.37) * np.exp(rng.normal(0, 0.003, len(n)))
+    path = tmp_path / "mine.csv"
+    path.write_text("n_total,n_active,tokens,sparsity,loss\n" + "".join(
+        f"{a:g},{a:g},{b:g},0,{c:.6f}\n" for a, b, c in zip(n, d, loss)))
+    r = cli("fit", "--law", "hoffmann", "--data", path, "--optimizer", "lbfgs", "--evals",
+            "300", "--bootstrap", "3", "--quiet", "--run-dir", tmp_path / "run")
+    assert r.returncode == 0 and "bootstrap 95% intervals" in r.stdout, r.stderr
+    r = cli("validate", "--law", "hoffmann", "--data", path, "--train",
+            "tokens*n_active*6 < 1e20", "--evals", "300")
+    assert r.returncode == 0 and "median |rel error|" in r.stdout, r.stderr
+    r = cli("rank", "--data", path, "--evals", "300")
+    assert r.returncode == 0 and "| kaplan |" in r.stdout and "| abnar |" not in r.stdout, \
+        r.stderr

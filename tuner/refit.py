@@ -1,0 +1,55 @@
+"""Cheap in-process refits: drive any ask/tell optimizer directly (no libEnsemble, no run dir).
+
+Used by bootstrap resamples, held-out validation and law ranking. ``start`` warm-starts the
+search: the space's default (the first point every optimizer scores) becomes ``start``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Mapping
+
+import numpy as np
+
+from .objective import Objective
+from .optimizers import make_optimizer
+from .spaces import Space
+
+
+def internal_grad(objective: Objective, space: Space,
+                  params: Mapping[str, float]) -> tuple[float, np.ndarray]:
+    """Objective value and gradient in the space's internal (log where log-scale) coordinates."""
+    value, g = objective.value_and_grad(params)
+    return value, np.array([g[d.name] * (params[d.name] if d.log else 1.0) for d in space.dims])
+
+
+def warm_space(space: Space, start: Mapping[str, float]) -> Space:
+    """``space`` with ``start`` (clipped into the bounds) as its default configuration."""
+    dims = tuple(replace(d, default=float(min(max(start[d.name], d.lower), d.upper)))
+                 for d in space.dims)
+    return replace(space, dims=dims)
+
+
+def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbfgs", *,
+                       budget: int = 400, seed: int = 0,
+                       start: Mapping[str, float] | None = None,
+                       n_starts: int | None = None) -> tuple[dict[str, float], float]:
+    """Best (coefficients, objective) after at most ``budget`` evaluations, one at a time."""
+    if start is not None:
+        space = warm_space(space, start)
+    opt = make_optimizer(optimizer, space, seed=seed, budget=budget, n_starts=n_starts)
+    try:
+        for _ in range(budget):
+            if opt.finished:
+                break
+            configs = opt.ask(1)
+            if not configs:
+                break
+            values, grads = zip(*(internal_grad(objective, space, c) for c in configs))
+            opt.tell(configs, list(values), list(grads))
+    finally:
+        if hasattr(opt, "close"):
+            opt.close()
+    best = opt.best()
+    if best is None:
+        raise RuntimeError("optimizer proposed no configuration")
+    return dict(best[0]), float(best[1])

@@ -1,0 +1,91 @@
+"""Held-out validation: fit on a subset of runs, predict the others, report relative errors.
+
+The training subset is a pandas expression over the dataset's columns (``DataFrame.eval``,
+e.g. ``"n_active < 1e9"`` or ``"tokens*n_active*6 < 1e20"``), an explicit mask, or, with
+leave-one-out, every run in turn (each LOO refit is warm-started from the all-runs fit).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .datasets import Dataset
+from .errors import TunerError
+from .objective import Objective, ObjectiveSpec
+from .refit import minimize_inprocess
+from .spaces import Space
+
+ID_COLUMNS = ("run_id",)
+
+
+def train_mask(dataset: Dataset, expr: str) -> np.ndarray:
+    """Boolean mask of the rows ``expr`` selects; TunerError if it is not a valid condition."""
+    try:
+        mask = dataset.frame.eval(expr)
+    except Exception as exc:  # pandas raises many types on a bad expression
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TunerError(f"--train {expr!r}: not a valid expression over the columns "
+                         f"{', '.join(map(str, dataset.frame.columns))} ({msg})") from None
+    mask = np.asarray(mask)
+    if mask.shape != (len(dataset),) or mask.dtype != bool:
+        raise TunerError(f"--train {expr!r}: must be a true/false condition per run, "
+                         f"e.g. 'n_active < 1e9'")
+    return mask
+
+
+def _rows(dataset: Dataset, test: np.ndarray, predicted: np.ndarray) -> list[dict]:
+    f = dataset.frame
+    rows = []
+    for i, pred in zip(np.flatnonzero(test), predicted):
+        r = f.iloc[i]
+        row = {c: r[c] for c in ID_COLUMNS if c in f}
+        row.update({"n_active": float(r.n_active), "tokens": float(r.tokens),
+                    "sparsity": float(r.sparsity), "predicted": float(pred),
+                    "observed": float(r.loss), "rel_error": float(pred / r.loss - 1.0)})
+        rows.append(row)
+    return rows
+
+
+def _report(rows: list[dict], n_train: int) -> dict:
+    err = np.abs([r["rel_error"] for r in rows])
+    return {"train_runs": n_train, "test_runs": len(rows),
+            "median_abs_rel_error": float(np.median(err)),
+            "max_abs_rel_error": float(np.max(err)), "rows": rows}
+
+
+def holdout(spec: ObjectiveSpec, space: Space, mask: np.ndarray, *, optimizer: str = "lbfgs",
+            evals: int = 2000, seed: int = 0, dataset: Dataset | None = None) -> dict:
+    """Fit on ``mask`` rows, predict the others: errors per held-out run and their summary."""
+    full = Objective.from_spec(spec) if dataset is None else Objective(spec, dataset)
+    ds = full.dataset
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        raise TunerError("the training selection is empty: no run matches it")
+    if mask.all():
+        raise TunerError("the training selection holds every run: nothing left to predict")
+    train = Objective(spec, ds.subset(mask, "train"))
+    params, value = minimize_inprocess(train, space, optimizer, budget=evals, seed=seed)
+    predicted = full.predict(params)[~mask]
+    out = _report(_rows(ds, ~mask, predicted), int(mask.sum()))
+    out.update({"law": spec.law, "data": spec.data, "params": params, "train_objective": value})
+    return out
+
+
+def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "lbfgs",
+                  evals: int = 2000, seed: int = 0) -> dict:
+    """Each run predicted by a fit on all the others (warm-started from the all-runs fit)."""
+    full = Objective.from_spec(spec)
+    ds = full.dataset
+    if len(ds) < 2:
+        raise TunerError("leave-one-out needs at least 2 runs")
+    start, _ = minimize_inprocess(full, space, optimizer, budget=evals, seed=seed)
+    predicted = np.empty(len(ds))
+    for i in range(len(ds)):
+        mask = np.ones(len(ds), dtype=bool)
+        mask[i] = False
+        params, _ = minimize_inprocess(Objective(spec, ds.subset(mask, f"loo{i}")), space,
+                                       optimizer, budget=min(evals, 400), seed=seed,
+                                       start=start, n_starts=8)
+        predicted[i] = full.predict(params)[i]
+    out = _report(_rows(ds, np.ones(len(ds), dtype=bool), predicted), len(ds) - 1)
+    out.update({"law": spec.law, "data": spec.data, "params": start, "leave_one_out": True})
+    return out
