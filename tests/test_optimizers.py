@@ -16,7 +16,13 @@ def problem():
                                                                      "chinchilla_epoch"))
 
 
-def drive(opt, obj, budget, batch=1):
+def score(opt, obj, c):
+    """Value and gradient in internal coordinates, as the ensemble's workers return them."""
+    v, g = obj.value_and_grad(c)
+    return v, np.array([g[d.name] * (c[d.name] if d.log else 1.0) for d in opt.space.dims])
+
+
+def drive(opt, obj, budget, batch=1, gradients=True):
     """Serial ask/tell loop, with ``batch`` points in flight as the ensemble would."""
     inflight, n, history = [], 0, []
     while n < budget:
@@ -26,14 +32,18 @@ def drive(opt, obj, budget, batch=1):
         n += len(new)
         if not inflight:
             break
-        c = inflight.pop(0)
-        v = obj(c)
-        opt.tell([c], [v])
-        history.append((config_key(opt.space, c), v))
-    for c in inflight:
-        v = obj(c)
-        opt.tell([c], [v])
-        history.append((config_key(opt.space, c), v))
+        inflight, rest = inflight[:1], inflight[1:]
+        for c in inflight:
+            v, g = score(opt, obj, c)
+            opt.tell([c], [v], [g] if gradients else None)
+            history.append((config_key(opt.space, c), v))
+        inflight = rest
+        if n >= budget:
+            for c in inflight:
+                v, g = score(opt, obj, c)
+                opt.tell([c], [v], [g] if gradients else None)
+                history.append((config_key(opt.space, c), v))
+            inflight = []
     return history
 
 
@@ -103,14 +113,17 @@ def test_resume_by_telling_history_skips_done_points(problem):
         done = full[:12]
         opt.tell([space.complete(dict(zip(space.names, k))) for k, _ in done],
                  [v for _, v in done])
+        opt.grads.update({k: score(opt, obj, space.complete(dict(zip(space.names, k))))[1]
+                          for k, _ in done})
         rest = drive(opt, obj, 18)
         assert [k for k, _ in done + rest] == [k for k, _ in full], name
 
 
-def test_lbfgs_reaches_epoch_refit(problem):
+@pytest.mark.parametrize("gradients,budget", [(True, 400), (False, 3000)])
+def test_lbfgs_reaches_epoch_refit(problem, gradients, budget):
     space, obj = problem
-    opt = make_optimizer("lbfgs", space, seed=0, budget=3000)
-    drive(opt, obj, 3000, batch=2)
+    opt = make_optimizer("lbfgs", space, seed=0, budget=budget, gradients=gradients)
+    drive(opt, obj, budget, batch=2, gradients=gradients)
     best = opt.best()
     assert best[1] <= obj(EPOCH) * (1 + 1e-6)
     assert best[0]["alpha"] == pytest.approx(EPOCH["alpha"], rel=0.01)

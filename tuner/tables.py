@@ -12,10 +12,15 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
+def columns(rows: Sequence[dict]) -> list[str]:
+    """Every key of every row, in first-seen order (rows may differ in their keys)."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 def markdown(rows: Sequence[dict]) -> str:
     if not rows:
         return "(no rows)"
-    cols = list(rows[0])
+    cols = columns(rows)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
@@ -25,6 +30,6 @@ def write_tables(rows: Sequence[dict], stem: Path) -> None:
     """Write ``stem.md`` and ``stem.csv``."""
     stem.with_suffix(".md").write_text(markdown(rows) + "\n")
     with open(stem.with_suffix(".csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [])
+        w = csv.DictWriter(fh, fieldnames=columns(rows))
         w.writeheader()
         w.writerows(rows)
