@@ -5,6 +5,7 @@ from tuner.errors import TunerError
 from tuner.objective import Objective, ObjectiveSpec
 from tuner.optimizers import OPTIMIZERS, config_key, make_optimizer
 from tuner.optimizers.sampling import grid_shape
+from tuner.refit import internal_grad
 from tuner.spaces import load_space
 
 EPOCH = {"e": 1.8169, "a": 482.01, "b": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -18,8 +19,7 @@ def problem():
 
 def score(opt, obj, c):
     """Value and gradient in internal coordinates, as the ensemble's workers return them."""
-    v, g = obj.value_and_grad(c)
-    return v, np.array([g[d.name] * (c[d.name] if d.log else 1.0) for d in opt.space.dims])
+    return internal_grad(obj, opt.space, c)
 
 
 def drive(opt, obj, budget, batch=1, gradients=True):

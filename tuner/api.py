@@ -201,11 +201,6 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
     return _run(prep, run, done=done, quiet=quiet, objective_fn=objective_fn)
 
 
-def _internal_grad(prep: Prepared, params: Mapping[str, float]) -> np.ndarray:
-    _, g = prep.objective.value_and_grad(params)
-    return np.array([g[d.name] * (params[d.name] if d.log else 1.0) for d in prep.space.dims])
-
-
 def _rank() -> int:
     from mpi4py import MPI
     return MPI.COMM_WORLD.Get_rank()
@@ -233,7 +228,8 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
                 if objective_fn is None:
                     # Gradients are not logged; recompute them (a replay, not new evaluations)
                     # so a resumed L-BFGS run continues exactly where it was.
-                    grads = [_internal_grad(prep, c) for c in configs]
+                    from .refit import internal_grad
+                    grads = [internal_grad(prep.objective, prep.space, c)[1] for c in configs]
                 opt.tell(configs, done["objective"].tolist(), grads)
             workers = config.workers
             if config.comms == "mpi":
