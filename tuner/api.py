@@ -19,6 +19,7 @@ from .ensemble import COMMS, EvalTask, GenState, run_libe
 from .errors import TunerError
 from .objective import Objective, ObjectiveSpec
 from .optimizers import LIARS, SURROGATES, make_optimizer
+from .optimizers.ytopt import DEFAULT_POLISH
 from .paths import runs_dir
 from .runlog import RunDir, columns, write_json
 from .spaces import Space, load_space, parse_assignments
@@ -38,7 +39,7 @@ class FitConfig:
     surrogate: str = "RF"
     liar: str = "cl_max"
     n_initial_points: int = 10
-    polish: float = 0.5
+    polish: float = DEFAULT_POLISH
     workers: int = 1
     comms: str = "local"
     eval_delay: float = 0.0

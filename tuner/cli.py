@@ -34,10 +34,11 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-points", type=int, default=10,
                    help="ytopt random initial points, the first being the published default "
                         "(default 10)")
-    p.add_argument("--polish", type=float, default=0.5, metavar="FRACTION",
+    from .optimizers.ytopt import DEFAULT_POLISH
+    p.add_argument("--polish", type=float, default=DEFAULT_POLISH, metavar="FRACTION",
                    help="ytopt: share of the budget spent at the end on L-BFGS-B (analytic "
                         "gradients, every step counted) from the best points found (default "
-                        "0.5; 0 = ytopt exactly as published)")
+                        f"{DEFAULT_POLISH}; 0 = ytopt exactly as published)")
     p.add_argument("--space", help="ConfigSpace JSON file to search instead of "
                                    "search_spaces/<law>.json")
     p.add_argument("--fix", default="", metavar="K=V,...",

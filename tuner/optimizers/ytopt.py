@@ -15,6 +15,7 @@ from .base import Config, Optimizer, config_key
 from .lbfgs import LocalSearch
 
 SURROGATES = ("RF", "ET", "GBRT", "GP")
+DEFAULT_POLISH = 0.5  # share of the budget for the L-BFGS-B polish; 0 = ytopt as published
 LIARS = ("cl_max", "cl_min", "cl_mean")
 
 
@@ -57,7 +58,7 @@ class YtoptOptimizer(Optimizer):
 
     def __init__(self, space, *, seed: int = 0, budget: int = 100, surrogate: str = "RF",
                  liar: str = "cl_max", n_initial_points: int = 10, kappa: float = 1.96,
-                 acq_func: str = "gp_hedge", n_candidates: int = 10000, polish: float = 0.0,
+                 acq_func: str = "gp_hedge", n_candidates: int = 10000, polish: float = DEFAULT_POLISH,
                  gradients: bool = True):
         super().__init__(space, seed=seed, budget=budget)
         if not 0.0 <= polish < 1.0:
