@@ -1,0 +1,28 @@
+"""compare and report draw their figures and tables from any run directories."""
+import pandas as pd
+
+from conftest import run_cli
+
+
+def test_compare_and_report(tmp_path):
+    runs = []
+    for opt in ("random", "grid", "ytopt"):
+        out = tmp_path / opt
+        r = run_cli("fit", "--law", "frantar", "--data", "frantar_t5", "--optimizer", opt,
+                    "--evals", 12, "--initial-points", 4, "--run-dir", out, "--quiet")
+        assert r.returncode == 0, r.stderr
+        runs.append(out)
+    r = run_cli("compare", *runs, "--out", tmp_path / "cmp", "--x", "time")
+    assert r.returncode == 0, r.stderr
+    for ext in ("png", "svg", "md", "csv"):
+        assert (tmp_path / f"cmp.{ext}").stat().st_size > 0
+    table = pd.read_csv(tmp_path / "cmp.csv")
+    assert sorted(table.optimizer) == ["grid", "random", "ytopt"]
+    r = run_cli("report", runs[0])
+    assert r.returncode == 0, r.stderr
+    assert (runs[0] / "report.png").stat().st_size > 0 and (runs[0] / "report.svg").exists()
+
+
+def test_compare_bad_dir(tmp_path):
+    r = run_cli("compare", tmp_path / "nothing")
+    assert r.returncode == 2 and "not a tuner run directory" in r.stderr
