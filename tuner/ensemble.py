@@ -89,8 +89,19 @@ def evaluate(task: EvalTask, eval_id: int, x: np.ndarray,
     return value, ok, grad
 
 
+def _ignore_sigint() -> None:
+    """Ctrl-C is the manager's to handle: a worker process killed mid-evaluation by it
+    would only turn a clean stop into a libEnsemble error."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def sim_evaluate(H, persis_info, sim_specs, libE_info):
     """libEnsemble sim_f: evaluate every row it is given."""
+    if os.getpid() != sim_specs["user"].get("manager_pid"):
+        _ignore_sigint()
     task: EvalTask = sim_specs["user"]["task"]
     out = np.zeros(len(H), dtype=sim_specs["out"])
     for i in range(len(H)):
@@ -169,7 +180,7 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
     d = len(task.free_names)
     sim_specs = {"sim_f": sim_evaluate, "in": ["x", "eval_id"],
                  "out": [("f", float), ("ok", bool), ("grad", float, (d,))],
-                 "user": {"task": task}}
+                 "user": {"task": task, "manager_pid": os.getpid()}}
     gen_specs = {"gen_f": gen_ask_tell, "persis_in": ["f", "eval_id", "ok", "grad"],
                  "out": [("x", float, (d,)), ("eval_id", int)],
                  "user": {"state": state}}
