@@ -20,7 +20,7 @@ import numpy as np
 
 from tuner.objective import Objective, ObjectiveSpec
 from tuner.optimizers import make_optimizer
-from tuner.refit import internal_grad
+from tuner.refit import minimize_inprocess
 from tuner.spaces import load_space
 from tuner.tables import markdown
 
@@ -41,17 +41,8 @@ class Counter:
 
 
 def run_tuner(name: str, space, obj, budget: int, seed: int, **kw) -> list[float]:
-    opt = make_optimizer(name, space, seed=seed, budget=budget, **kw)
-    values = []
-    while len(values) < budget and not opt.finished:
-        configs = opt.ask(1)
-        if not configs:
-            break
-        v, grad = internal_grad(obj, space, configs[0])
-        opt.tell(configs, [v], [grad])
-        values.append(v)
-    if hasattr(opt, "close"):
-        opt.close()
+    values: list[float] = []
+    minimize_inprocess(obj, space, name, budget=budget, seed=seed, history=values, **kw)
     return values
 
 

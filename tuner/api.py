@@ -130,11 +130,9 @@ def _lock(run: RunDir):
 
 
 def _task(prep: Prepared, run: RunDir, objective_fn: Callable | None) -> EvalTask:
-    return EvalTask(objective=prep.config.objective_spec().as_dict(),
-                    free_names=prep.space.names, fixed=dict(prep.space.fixed),
-                    all_names=prep.space.all_names, results_path=str(run.results_path),
-                    header=run.header(), eval_delay=prep.config.eval_delay,
-                    objective_fn=objective_fn, log_dims=[d.log for d in prep.space.dims])
+    return EvalTask(objective=prep.config.objective_spec().as_dict(), space=prep.space,
+                    results_path=str(run.results_path), header=run.header(),
+                    eval_delay=prep.config.eval_delay, objective_fn=objective_fn)
 
 
 def _mpi_share(value_or_error):

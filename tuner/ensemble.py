@@ -17,6 +17,7 @@ import numpy as np
 
 from .objective import PENALTY, Objective, ObjectiveSpec
 from .runlog import append_row, timestamp
+from .spaces import Space
 
 COMMS = ("local", "threads", "mpi")
 _OBJECTIVE_CACHE: dict[tuple, Callable] = {}
@@ -29,14 +30,11 @@ class EvalTask:
     ``user`` into a dict.
     """
 
-    def __init__(self, objective: Mapping, free_names: list[str], fixed: Mapping[str, float],
-                 all_names: list[str], results_path: str, header: list[str],
-                 eval_delay: float = 0.0, objective_fn: Callable | None = None,
-                 log_dims: list[bool] | None = None):
-        self.objective, self.free_names, self.fixed = dict(objective), free_names, dict(fixed)
-        self.all_names, self.results_path, self.header = all_names, results_path, header
+    def __init__(self, objective: Mapping, space: Space, results_path: str, header: list[str],
+                 eval_delay: float = 0.0, objective_fn: Callable | None = None):
+        self.objective, self.space = dict(objective), space
+        self.results_path, self.header = results_path, header
         self.eval_delay, self.objective_fn = eval_delay, objective_fn
-        self.log_dims = log_dims or [False] * len(free_names)
 
     @property
     def gradients(self) -> bool:
@@ -44,8 +42,7 @@ class EvalTask:
         return self.objective_fn is None
 
     def params(self, x: np.ndarray) -> dict[str, float]:
-        merged = {**self.fixed, **{n: float(v) for n, v in zip(self.free_names, x)}}
-        return {n: merged[n] for n in self.all_names}
+        return self.space.complete({n: float(v) for n, v in zip(self.space.names, x)})
 
     def function(self) -> Callable:
         if self.objective_fn is not None:
@@ -63,15 +60,13 @@ def evaluate(task: EvalTask, eval_id: int, x: np.ndarray,
     params = task.params(x)
     start = time.perf_counter()
     error = ""
-    grad = np.full(len(task.free_names), np.nan)
+    grad = np.full(len(task.space.names), np.nan)
     try:
         if task.eval_delay > 0:
             time.sleep(task.eval_delay)
         if task.gradients:
             value, g = task.function().value_and_grad(params)
-            # d/du of x = exp(u) is x: the chain rule into log coordinates.
-            grad = np.array([g[n] * (params[n] if lg else 1.0)
-                             for n, lg in zip(task.free_names, task.log_dims)])
+            grad = task.space.internal_grad(g, params)
         else:
             value = task.function()(params)
         value = float(value)
@@ -177,7 +172,7 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
     from libensemble.alloc_funcs.start_only_persistent import only_persistent_gens
     from libensemble.libE import libE
 
-    d = len(task.free_names)
+    d = len(task.space.names)
     sim_specs = {"sim_f": sim_evaluate, "in": ["x", "eval_id"],
                  "out": [("f", float), ("ok", bool), ("grad", float, (d,))],
                  "user": {"task": task, "manager_pid": os.getpid()}}

@@ -19,7 +19,7 @@ def internal_grad(objective: Objective, space: Space,
                   params: Mapping[str, float]) -> tuple[float, np.ndarray]:
     """Objective value and gradient in the space's internal (log where log-scale) coordinates."""
     value, g = objective.value_and_grad(params)
-    return value, np.array([g[d.name] * (params[d.name] if d.log else 1.0) for d in space.dims])
+    return value, space.internal_grad(g, params)
 
 
 def warm_space(space: Space, start: Mapping[str, float]) -> Space:
@@ -32,11 +32,16 @@ def warm_space(space: Space, start: Mapping[str, float]) -> Space:
 def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbfgs", *,
                        budget: int = 400, seed: int = 0,
                        start: Mapping[str, float] | None = None,
-                       n_starts: int | None = None) -> tuple[dict[str, float], float]:
-    """Best (coefficients, objective) after at most ``budget`` evaluations, one at a time."""
+                       n_starts: int | None = None, history: list[float] | None = None,
+                       **options) -> tuple[dict[str, float], float]:
+    """Best (coefficients, objective) after at most ``budget`` evaluations, one at a time.
+
+    ``history``, when given, receives every objective value in order; ``options`` go to the
+    optimizer (e.g. ``surrogate``, ``polish``)."""
     if start is not None:
         space = warm_space(space, start)
-    opt = make_optimizer(optimizer, space, seed=seed, budget=budget, n_starts=n_starts)
+    opt = make_optimizer(optimizer, space, seed=seed, budget=budget, n_starts=n_starts,
+                         **options)
     try:
         for _ in range(budget):
             if opt.finished:
@@ -46,6 +51,8 @@ def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbf
                 break
             values, grads = zip(*(internal_grad(objective, space, c) for c in configs))
             opt.tell(configs, list(values), list(grads))
+            if history is not None:
+                history.extend(values)
     finally:
         if hasattr(opt, "close"):
             opt.close()

@@ -86,9 +86,6 @@ class RunDir:
         with open(self.results_path, newline="") as fh:
             return next(csv.reader(fh))
 
-    def append(self, row: Mapping[str, object]) -> None:
-        append_row(self.results_path, self.header(), row)
-
     def results(self) -> pd.DataFrame:
         return read_results(self.results_path)
 

@@ -80,13 +80,9 @@ class Space:
         u = np.clip(np.asarray(u, dtype=float), lo, hi)
         return self.complete({d.name: d.decode(v) for d, v in zip(self.dims, u)})
 
-    def decode_many(self, U: np.ndarray) -> dict[str, np.ndarray]:
-        """Columns of natural-unit coefficient arrays for a (k, d) internal matrix."""
-        U = np.atleast_2d(U)
-        out = {d.name: (np.exp(U[:, i]) if d.log else U[:, i]) for i, d in enumerate(self.dims)}
-        for n, v in self.fixed.items():
-            out[n] = np.full(U.shape[0], v)
-        return out
+    def internal_grad(self, grad: Mapping[str, float], params: Mapping[str, float]) -> np.ndarray:
+        """A natural-unit gradient in internal coordinates (d/du of x = exp(u) is x)."""
+        return np.array([grad[d.name] * (params[d.name] if d.log else 1.0) for d in self.dims])
 
     def with_fixed(self, values: Mapping[str, float]) -> "Space":
         """Pin some coefficients; unknown names or values outside the law are an error."""
@@ -99,19 +95,6 @@ class Space:
             raise TunerError("--fix: every coefficient is fixed; nothing left to search")
         return Space(self.law, dims, {**self.fixed, **{k: float(v) for k, v in values.items()}},
                      self.source)
-
-    def to_configspace(self):
-        """The free dimensions as a ConfigSpace ConfigurationSpace (for sampling and export)."""
-        from ConfigSpace import ConfigurationSpace, Float
-        cs = ConfigurationSpace(name=self.law)
-        cs.add([Float(d.name, (d.lower, d.upper), default=d.default, log=d.log) for d in self.dims])
-        return cs
-
-    def describe(self) -> dict:
-        return {"law": self.law, "source": self.source,
-                "dims": [{"name": d.name, "lower": d.lower, "upper": d.upper, "log": d.log,
-                          "default": d.default} for d in self.dims],
-                "fixed": dict(self.fixed)}
 
 
 def space_path(law: str) -> Path:

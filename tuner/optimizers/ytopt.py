@@ -87,9 +87,6 @@ class YtoptOptimizer(Optimizer):
                                 random_state=seed)
         self._default = space.default()
 
-    def _x(self, key: tuple[float, ...]) -> list[float]:
-        return list(key)
-
     def _lie(self) -> float:
         if not self.y:
             return 0.0
@@ -124,7 +121,7 @@ class YtoptOptimizer(Optimizer):
             # A throwaway copy carries the lies; the real optimizer never sees them.
             opt = self._opt.copy(random_state=int(self.rng.integers(2**31 - 1)))
             if inflight:
-                opt.tell([self._x(k) for k in inflight], [lie] * len(inflight))
+                opt.tell([list(k) for k in inflight], [lie] * len(inflight))
         for i in range(need):
             x = [float(v) for v in opt.ask()]
             c = self.space.complete(dict(zip(self.space.names, x)))
@@ -141,7 +138,7 @@ class YtoptOptimizer(Optimizer):
 
     def _observe(self, keys, values) -> None:
         # While polishing, refitting the surrogate on every step would dominate the time.
-        self._opt.tell([self._x(k) for k in keys], list(values), fit=not self._polishing)
+        self._opt.tell([list(k) for k in keys], list(values), fit=not self._polishing)
         self._local.observe(keys)
 
     def close(self) -> None:
