@@ -110,3 +110,27 @@ def test_mpirun_three_ranks(tmp_path):
     res = read_results(out / "results.csv")
     assert len(res) == 40 and set(res.worker) == {1, 2}
     assert json.loads((out / "summary.json").read_text())["evals"] == 40
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+    out = tmp_path / "c"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner", "fit", "--law", "hoffmann", "--data",
+         "chinchilla_epoch", "--optimizer", "random", "--evals", "60", "--workers", "2",
+         "--eval-delay", "0.1", "--run-dir", str(out), "--quiet"], cwd=ROOT,
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (out / "results.csv").exists() and len(read_results(out / "results.csv")) >= 5:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0 and "interrupted" in err
+    done = read_results(out / "results.csv")
+    assert 5 <= len(done) < 60
+    r = run_cli("resume", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    res = read_results(out / "results.csv")
+    assert len(res) == 60 and len(res[["e", "a", "b", "alpha", "beta"]].drop_duplicates()) == 60
