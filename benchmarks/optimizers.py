@@ -8,7 +8,8 @@ for large coefficients). An evaluation is one pass over the data; tuner's L-BFGS
 gradient from that same pass. Columns: best objective / reference (median and worst over
 seeds), evaluations to come within 1% of the reference (median; '-' = not reached), wall
 seconds per run (median). The reference is multi-start L-BFGS-B with analytic gradients at a
-large budget. Needs the `bench` extra (optuna) for the Optuna rows.
+large budget. Needs the `bench` extra (optuna) for the Optuna rows, and torch for Optuna's GP
+sampler (`pip install torch==2.13.0`, a CPU build; the row is skipped without it).
 """
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def run_tuner(name: str, space, obj, budget: int, seed: int, **kw) -> list[float
 
 def run_optuna(sampler: str, space, obj, budget: int, seed: int) -> list[float]:
     import optuna
+    if sampler == "gp":
+        import torch  # noqa: F401  Optuna's GP sampler needs it; without it every trial fails
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     f = Counter(space, obj)
     b = space.bounds
@@ -117,6 +120,8 @@ def task(args) -> dict:
     except ImportError as exc:
         return {"skipped": f"{name}: {exc}"}
     wall = time.perf_counter() - t
+    if len(values) < budget and name not in ("grid", "tuner lbfgs (analytic grad)"):
+        return {"skipped": f"{name}: stopped after {len(values)} of {budget} evaluations"}
     return {"law": law, "data": data, "name": name, "seed": seed, "budget": budget,
             "values": values, "wall": wall,
             "overhead": max(wall - len(values) * t_eval, 0.0) / max(len(values), 1)}
@@ -147,7 +152,11 @@ def main() -> None:
     jobs.sort(key=lambda j: -(j[4] * (10 if METHODS[j[2]][2] else 1)))
     t0 = time.perf_counter()
     with multiprocessing.Pool(args.jobs) as pool:
-        results = [r for r in pool.imap_unordered(task, jobs) if "skipped" not in r]
+        results = list(pool.imap_unordered(task, jobs))
+    for r in results:
+        if "skipped" in r:
+            print(f"skipped {r['skipped']}")
+    results = [r for r in results if "skipped" not in r]
     rows = []
     for law, data in problems:
         ref = refs[law, data]
