@@ -133,6 +133,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, help="seeds per method (default 5; quick 2)")
     ap.add_argument("--gp-seeds", type=int, default=2,
                     help="seeds for the slow GP-based methods (default 2)")
+    ap.add_argument("--gp-budget", type=int, default=100,
+                    help="largest budget for the GP-based methods, whose cost grows with the "
+                         "cube of the observations (default 100; skopt's gp_minimize at 200 "
+                         "evaluations takes many minutes per run on 2 cores)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
     args = ap.parse_args()
     problems = PROBLEMS[:2] if args.quick else PROBLEMS
@@ -146,13 +150,20 @@ def main() -> None:
         for name in methods:
             _, per_budget, slow = METHODS[name]
             for seed in range(min(seeds, args.gp_seeds) if slow else seeds):
-                for budget in (budgets if per_budget else [max(budgets)]):
+                allowed = [b for b in budgets if not slow or b <= args.gp_budget]
+                for budget in (allowed if per_budget else allowed[-1:]):
                     jobs.append((law, data, name, seed, budget))
     # Slow jobs first so the pool stays busy to the end.
     jobs.sort(key=lambda j: -(j[4] * (10 if METHODS[j[2]][2] else 1)))
     t0 = time.perf_counter()
     with multiprocessing.Pool(args.jobs) as pool:
-        results = list(pool.imap_unordered(task, jobs))
+        results = []
+        for r in pool.imap_unordered(task, jobs):
+            results.append(r)
+            if "skipped" not in r:  # progress, and a record should the run be cut short
+                print(f"[{len(results)}/{len(jobs)}] {r['law']} {r['name']} seed {r['seed']} "
+                      f"budget {r['budget']}: best {min(r['values']):.6g}, {r['wall']:.1f}s",
+                      flush=True)
     for r in results:
         if "skipped" in r:
             print(f"skipped {r['skipped']}")
@@ -163,7 +174,8 @@ def main() -> None:
         for name in methods:
             for budget in budgets:
                 runs = [r for r in results if (r["law"], r["data"], r["name"]) == (law, data, name)
-                        and (r["budget"] == budget or not METHODS[name][1])]
+                        and (r["budget"] == budget or not METHODS[name][1] and
+                             len(r["values"]) >= budget)]
                 if not runs:
                     continue
                 best = [np.minimum.accumulate(r["values"][:budget]) for r in runs]
