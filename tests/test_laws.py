@@ -110,3 +110,24 @@ def test_vectorized_over_coefficient_sets(law):
     out = predict(law, cols, r)
     assert out.shape == (k, 30)
     np.testing.assert_allclose(out[3], predict(law, p, r))
+
+
+@pytest.mark.parametrize("law", [n for n, law in LAWS.items() if law.linear])
+def test_linear_columns_reproduce_the_law(law):
+    """L = offset + columns @ weights for the declared linear coefficients, at any values of
+    the others, also with some linear coefficients held (they go into the offset)."""
+    rng = np.random.default_rng(1)
+    runs = random_runs(rng, sparse=get_law(law).sparse)
+    lw = get_law(law)
+    for trial in range(3):
+        p = {k: v * rng.uniform(0.8, 1.2) for k, v in published(law).items()}
+        names = lw.linear if trial < 2 else lw.linear[1:]
+        offset, cols = lw.linear_columns(p, runs, names)
+        w = np.array([lw.to_weight(n, p[n], p) for n in names])
+        np.testing.assert_allclose(offset + cols @ w, predict(lw, p, runs), rtol=1e-12)
+        for n, v in zip(names, w):
+            assert lw.from_weight(n, lw.to_weight(n, p[n], p), p) == pytest.approx(p[n])
+
+
+def test_kaplan_has_no_linear_form():
+    assert get_law("kaplan").linear == ()

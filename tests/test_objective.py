@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from tuner.errors import TunerError
+from tuner.laws import get_law
 from tuner.objective import PENALTY, Objective, ObjectiveSpec, huber
 from tuner.spaces import published
 
@@ -79,3 +80,67 @@ def test_analytic_gradient_matches_finite_differences(law, data, kind):
         down[name] -= h
         fd = (obj(up) - obj(down)) / (2 * h)
         assert g == pytest.approx(fd, rel=2e-4, abs=1e-9), name
+
+
+def _synthetic(tmp_path, law, truth, n=120, noise=0.0):
+    import pandas as pd
+    from tuner.laws import Runs, predict
+    rng = np.random.default_rng(0)
+    n_total = 10 ** rng.uniform(7, 10, n)
+    s = rng.choice([0.0, 0.5, 0.75], n) if get_law(law).sparse else np.zeros(n)
+    tokens = 10 ** rng.uniform(9, 11.5, n)
+    runs = Runs(n_total, n_total * (1 - s), tokens, s)
+    loss = predict(law, truth, runs) * np.exp(rng.normal(0, noise, n))
+    path = tmp_path / f"{law}.csv"
+    pd.DataFrame({"n_total": n_total, "n_active": runs.n_active, "tokens": tokens,
+                  "sparsity": s, "loss": loss}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("law", ["hoffmann", "frantar", "generalized"])
+def test_solve_linear_recovers_the_truth_and_respects_bounds(tmp_path, law):
+    from tuner.spaces import load_space
+    truth = {k: v * 1.1 for k, v in published(law).items()}
+    obj = Objective.from_spec(ObjectiveSpec(law, str(_synthetic(tmp_path, law, truth))))
+    space = load_space(law)
+    lw = get_law(law)
+    bounds = {d.name: (d.lower, d.upper) for d in space.dims}
+    start = {**truth, **{n: np.nan for n in lw.linear}}
+    solved = obj.solve_linear(start, lw.linear, bounds)
+    for n in lw.linear:  # noiseless data: the exact coefficients, to rounding
+        assert solved[n] == pytest.approx(truth[n], rel=1e-6), n
+    assert obj(solved) == pytest.approx(0.0, abs=1e-12)
+    # A box that excludes the truth: the answer stays inside it.
+    name = lw.linear[0]
+    tight = {**bounds, name: (truth[name] * 1.5, truth[name] * 2.0)}
+    boxed = obj.solve_linear(start, lw.linear, tight)
+    assert tight[name][0] <= boxed[name] <= tight[name][1]
+    assert boxed[name] == pytest.approx(tight[name][0])  # the nearest edge to the truth
+
+
+def test_gauss_newton_curvature_is_the_hessian_at_an_exact_fit(tmp_path):
+    """With zero residuals J^T W J is the exact Hessian (mse), in internal coordinates too."""
+    from tuner.objective import evaluate
+    from tuner.spaces import load_space
+    truth = {"e": 1.8, "a": 480.0, "b": 2100.0, "alpha": 0.35, "beta": 0.37}
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", str(_synthetic(tmp_path, "hoffmann",
+                                                                       truth)), kind="mse"))
+    space = load_space("hoffmann")
+    u = space.encode(truth)
+    _, _, _, curv = evaluate(obj, space, truth)
+    fd = np.zeros_like(curv)
+    for i in range(len(u)):
+        h = 1e-5
+        up, down = u.copy(), u.copy()
+        up[i] += h
+        down[i] -= h
+        fd[:, i] = (evaluate(obj, space, space.decode(up))[2]
+                    - evaluate(obj, space, space.decode(down))[2]) / (2 * h)
+    np.testing.assert_allclose(curv, fd, rtol=1e-4, atol=1e-10)
+    assert np.all(np.linalg.eigvalsh(curv) >= -1e-12)
+
+
+def test_paper_objective_has_no_curvature():
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", "hoffmann_table3", kind="paper"))
+    _, _, curv = obj.value_and_grad(published("hoffmann"), curvature=True)
+    assert np.all(np.isnan(curv))

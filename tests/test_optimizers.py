@@ -5,7 +5,7 @@ from tuner.errors import TunerError
 from tuner.objective import Objective, ObjectiveSpec
 from tuner.optimizers import OPTIMIZERS, config_key, make_optimizer
 from tuner.optimizers.sampling import grid_shape
-from tuner.refit import internal_grad
+from tuner.objective import evaluate
 from tuner.spaces import load_space
 
 EPOCH = {"e": 1.8169, "a": 482.01, "b": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -18,8 +18,9 @@ def problem():
 
 
 def score(opt, obj, c):
-    """Value and gradient in internal coordinates, as the ensemble's workers return them."""
-    return internal_grad(obj, opt.space, c)
+    """(scored coefficients, value, gradient, curvature in internal coordinates), as the
+    workers return them."""
+    return evaluate(obj, opt.space, c)
 
 
 def drive(opt, obj, budget, batch=1, gradients=True):
@@ -34,15 +35,17 @@ def drive(opt, obj, budget, batch=1, gradients=True):
             break
         inflight, rest = inflight[:1], inflight[1:]
         for c in inflight:
-            v, g = score(opt, obj, c)
-            opt.tell([c], [v], [g] if gradients else None)
-            history.append((config_key(opt.space, c), v))
+            done, v, g, h = score(opt, obj, c)
+            opt.tell([done], [v], [g] if gradients else None, asked=[c],
+                     curvatures=[h] if gradients else None)
+            history.append((config_key(opt.space, done), v))
         inflight = rest
         if n >= budget:
             for c in inflight:
-                v, g = score(opt, obj, c)
-                opt.tell([c], [v], [g] if gradients else None)
-                history.append((config_key(opt.space, c), v))
+                done, v, g, h = score(opt, obj, c)
+                opt.tell([done], [v], [g] if gradients else None, asked=[c],
+                         curvatures=[h] if gradients else None)
+                history.append((config_key(opt.space, done), v))
             inflight = []
     return history
 
@@ -69,17 +72,47 @@ def test_ytopt_surrogates_default_first_and_learn(problem, surrogate):
     opt = make_optimizer("ytopt", space, seed=0, budget=16, surrogate=surrogate,
                          n_initial_points=5)
     first = opt.ask(1)[0]
-    assert first == space.default()
-    opt.tell([first], [obj(first)])
+    # The published exponents first, their linear coefficients left to the evaluator.
+    assert {n: first[n] for n in ("alpha", "beta")} == {"alpha": 0.34, "beta": 0.28}
+    assert all(np.isnan(first[n]) for n in ("e", "a", "b"))
+    done, value, grad, _ = score(opt, obj, first)
+    assert value < obj(space.default()) and not any(np.isnan(list(done.values())))
+    opt.tell([done], [value], [grad], asked=[first])
     drive(opt, obj, 10, batch=3)  # past the initial points: the surrogate is used
     assert len(opt.y) == 11 and not opt.pending
+
+
+def test_ytopt_faithful_is_ytopt_as_published(problem):
+    space, obj = problem
+    opt = make_optimizer("ytopt", space, seed=0, budget=16, faithful=True, n_initial_points=5)
+    assert opt.ask(1)[0] == space.default()
+    assert opt.n_bo is None and not opt.solved and not opt.log_y
+    assert opt._opt.base_estimator_.n_estimators == 100 and opt._opt.n_points == 10000
+
+
+def test_ytopt_profile_searches_exponents_and_solves_the_rest(problem):
+    space, obj = problem
+    opt = make_optimizer("ytopt", space, seed=1, budget=40)
+    assert [d.name for d in opt.searched] == ["alpha", "beta"] and opt.solved == ["e", "a", "b"]
+    hist = drive(opt, obj, 40)
+    assert len(hist) == 40 and len({k for k, _ in hist}) == 40
+    lo, hi = space.bounds.T
+    for k, _ in hist:
+        u = space.encode(dict(zip(space.names, k)))
+        assert np.all(np.isfinite(u)) and np.all(u >= lo - 1e-9) and np.all(u <= hi + 1e-9)
+    # 20 + 10 per searched dimension Bayesian steps, then the L-BFGS-B polish.
+    assert opt.n_bo == 40 - round(40 * (1 - 0.5)) == 20 and opt._polishing
 
 
 def test_ytopt_lies_never_become_observations(problem):
     space, obj = problem
     opt = make_optimizer("ytopt", space, seed=0, budget=30, n_initial_points=3)
     batch = opt.ask(3)
-    opt.tell(batch, [obj(c) for c in batch])
+    done, values, _, _ = zip(*(score(opt, obj, c) for c in batch))
+    with pytest.raises(ValueError, match="unsolved"):
+        opt.tell(batch, values)  # the proposals hold NaN for the solved coefficients
+    opt.tell(done, values, asked=batch)
+    assert not opt.pending
     more = opt.ask(4)  # four points with liars on a copy
     assert len({config_key(space, c) for c in more}) == 4
     assert len(opt._opt.yi) == 3 and len(opt.y) == 3
@@ -113,7 +146,7 @@ def test_resume_by_telling_history_skips_done_points(problem):
         done = full[:12]
         opt.tell([space.complete(dict(zip(space.names, k))) for k, _ in done],
                  [v for _, v in done])
-        opt.grads.update({k: score(opt, obj, space.complete(dict(zip(space.names, k))))[1]
+        opt.grads.update({k: score(opt, obj, space.complete(dict(zip(space.names, k))))[2]
                           for k, _ in done})
         rest = drive(opt, obj, 18)
         assert [k for k, _ in done + rest] == [k for k, _ in full], name
@@ -129,3 +162,34 @@ def test_lbfgs_reaches_epoch_refit(problem, gradients, budget):
     assert best[0]["alpha"] == pytest.approx(EPOCH["alpha"], rel=0.01)
     assert best[0]["beta"] == pytest.approx(EPOCH["beta"], rel=0.01)
     assert best[0]["e"] == pytest.approx(EPOCH["e"], rel=0.01)
+
+
+def test_ytopt_default_beats_epoch_refit_in_60_evaluations(problem):
+    """Profile + Levenberg-Marquardt polish: Epoch's refit scores 0.00102095."""
+    from tuner.optimizers.newton import NewtonSearch
+    space, obj = problem
+    opt = make_optimizer("ytopt", space, seed=0, budget=60)
+    hist = drive(opt, obj, 60)
+    assert isinstance(opt._local, NewtonSearch)
+    assert min(v for _, v in hist) < 0.0010184
+
+
+def test_newton_polish_in_parallel_is_reproducible_and_in_bounds(problem):
+    space, obj = problem
+    runs = [drive(make_optimizer("ytopt", space, seed=2, budget=70), obj, 70, batch=3)
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    keys = [k for k, _ in runs[0]]
+    assert len(set(keys)) == len(keys) == 70
+    lo, hi = space.bounds.T
+    for k in keys:
+        u = space.encode(dict(zip(space.names, k)))
+        assert np.all(u >= lo - 1e-9) and np.all(u <= hi + 1e-9)
+
+
+def test_polish_without_curvature_falls_back_to_lbfgs(problem):
+    from tuner.optimizers.lbfgs import LocalSearch
+    space, obj = problem
+    opt = make_optimizer("ytopt", space, seed=0, budget=50)
+    drive(opt, obj, 50, gradients=False)
+    assert isinstance(opt._local, LocalSearch) and len(opt.y) == 50

@@ -17,9 +17,8 @@ from .datasets import load
 from .diagnostics import degenerate
 from .ensemble import COMMS, EvalTask, GenState, run_libe
 from .errors import TunerError
-from .objective import Objective, ObjectiveSpec
+from .objective import Objective, ObjectiveSpec, evaluate
 from .optimizers import LIARS, SURROGATES, make_optimizer
-from .optimizers.ytopt import DEFAULT_POLISH
 from .paths import runs_dir
 from .runlog import RunDir, columns, write_json
 from .spaces import Space, load_space, parse_assignments
@@ -39,7 +38,9 @@ class FitConfig:
     surrogate: str = "RF"
     liar: str = "cl_max"
     n_initial_points: int = 10
-    polish: float = DEFAULT_POLISH
+    polish: float | None = None  # ytopt: share of the budget for L-BFGS-B (None: automatic)
+    profile: bool = True  # ytopt: solve linear coefficients, search the exponents only
+    faithful: bool = False  # ytopt exactly as published
     workers: int = 1
     comms: str = "local"
     eval_delay: float = 0.0
@@ -219,17 +220,22 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
             opt = make_optimizer(config.optimizer, prep.space, seed=config.seed,
                                  budget=config.evals, surrogate=config.surrogate,
                                  liar=config.liar, n_initial_points=config.n_initial_points,
-                                 polish=config.polish, gradients=objective_fn is None)
+                                 polish=config.polish, faithful=config.faithful,
+                                 # Custom objectives cannot solve linear coefficients; the
+                                 # 'paper' objective has no residuals to solve them from.
+                                 profile=(config.profile and objective_fn is None
+                                          and config.objective != "paper"),
+                                 gradients=objective_fn is None)
             if n_done:
                 names = prep.space.all_names
                 configs = [{n: float(r[n]) for n in names} for _, r in done.iterrows()]
-                grads = None
+                grads = curvs = None
                 if objective_fn is None:
                     # Gradients are not logged; recompute them (a replay, not new evaluations)
-                    # so a resumed L-BFGS run continues exactly where it was.
-                    from .refit import internal_grad
-                    grads = [internal_grad(prep.objective, prep.space, c)[1] for c in configs]
-                opt.tell(configs, done["objective"].tolist(), grads)
+                    # so a resumed local search continues exactly where it was.
+                    replay = [evaluate(prep.objective, prep.space, c) for c in configs]
+                    grads, curvs = [r[2] for r in replay], [r[3] for r in replay]
+                opt.tell(configs, done["objective"].tolist(), grads, curvatures=curvs)
             workers = config.workers
             if config.comms == "mpi":
                 from mpi4py import MPI

@@ -34,11 +34,20 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-points", type=int, default=10,
                    help="ytopt random initial points, the first being the published default "
                         "(default 10)")
-    from .optimizers.ytopt import DEFAULT_POLISH
-    p.add_argument("--polish", type=float, default=DEFAULT_POLISH, metavar="FRACTION",
-                   help="ytopt: share of the budget spent at the end on L-BFGS-B (analytic "
-                        "gradients, every step counted) from the best points found (default "
-                        f"{DEFAULT_POLISH}; 0 = ytopt exactly as published)")
+    p.add_argument("--polish", type=float, default=None, metavar="FRACTION",
+                   help="ytopt: share of the budget spent at the end polishing the 5 best "
+                        "points by Levenberg-Marquardt on the objective's gradient and "
+                        "Gauss-Newton curvature (L-BFGS-B for custom objectives), every step "
+                        "one counted evaluation (default: what 20 + 10 per searched dimension "
+                        "Bayesian steps leave, at least half; 0 = none)")
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="ytopt: search every coefficient; by default the coefficients a law "
+                        "is linear in (e, a, b, c...) are solved exactly at each point and the "
+                        "Bayesian search runs over the exponents only")
+    p.add_argument("--faithful", action="store_true",
+                   help="ytopt exactly as published: RF of 100 trees, 10,000 candidates, raw "
+                        "objective values, no profile, no polish (slow and inexact; for "
+                        "comparison)")
     p.add_argument("--space", help="ConfigSpace JSON file to search instead of "
                                    "search_spaces/<law>.json")
     p.add_argument("--fix", default="", metavar="K=V,...",
@@ -136,6 +145,7 @@ def cmd_fit(args) -> int:
                        seed=args.seed, objective=args.objective, delta=args.delta,
                        drop_outliers=not args.keep_outliers, surrogate=args.surrogate,
                        liar=args.liar, n_initial_points=args.initial_points, polish=args.polish,
+                       profile=args.profile, faithful=args.faithful,
                        workers=args.workers, comms=args.comms, eval_delay=args.eval_delay,
                        space=args.space, fix=parse_assignments(args.fix, "--fix"),
                        bootstrap=args.bootstrap)

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .objective import PENALTY, Objective, ObjectiveSpec
+from .objective import PENALTY, Objective, ObjectiveSpec, evaluate as evaluate_builtin
 from .runlog import append_row, timestamp
 from .spaces import Space
 
@@ -54,19 +54,20 @@ class EvalTask:
 
 
 def evaluate(task: EvalTask, eval_id: int, x: np.ndarray,
-             worker: int) -> tuple[float, bool, np.ndarray]:
-    """Score one point, log it, and return (objective, ok, gradient in internal coordinates;
-    NaN when unknown). An exception is a failed evaluation, not a crash."""
+             worker: int) -> tuple[float, bool, np.ndarray, np.ndarray, np.ndarray]:
+    """Score one point, log it, and return (objective, ok, gradient and curvature in internal
+    coordinates or NaN when unknown, the point scored: ``x`` with its NaN coefficients
+    solved). An exception is a failed evaluation, not a crash."""
     params = task.params(x)
     start = time.perf_counter()
     error = ""
-    grad = np.full(len(task.space.names), np.nan)
+    d = len(task.space.names)
+    grad, curv = np.full(d, np.nan), np.full((d, d), np.nan)
     try:
         if task.eval_delay > 0:
             time.sleep(task.eval_delay)
         if task.gradients:
-            value, g = task.function().value_and_grad(params)
-            grad = task.space.internal_grad(g, params)
+            params, value, grad, curv = evaluate_builtin(task.function(), task.space, params)
         else:
             value = task.function()(params)
         value = float(value)
@@ -81,7 +82,7 @@ def evaluate(task: EvalTask, eval_id: int, x: np.ndarray,
         "eval_id": int(eval_id), **params, "objective": value,
         "status": "ok" if ok else "failed", "elapsed": elapsed, "timestamp": timestamp(),
         "worker": worker, "error": error})
-    return value, ok, grad
+    return value, ok, grad, curv, np.array([params[n] for n in task.space.names])
 
 
 def _ignore_sigint() -> None:
@@ -100,7 +101,8 @@ def sim_evaluate(H, persis_info, sim_specs, libE_info):
     task: EvalTask = sim_specs["user"]["task"]
     out = np.zeros(len(H), dtype=sim_specs["out"])
     for i in range(len(H)):
-        out["f"][i], out["ok"][i], out["grad"][i] = evaluate(
+        (out["f"][i], out["ok"][i], out["grad"][i], out["curv"][i],
+         out["x_done"][i]) = evaluate(
             task, int(H["eval_id"][i]), H["x"][i], int(libE_info.get("workerID", 0)))
     return out, persis_info
 
@@ -149,10 +151,12 @@ def gen_ask_tell(H, persis_info, gen_specs, libE_info):
             if tag in (STOP_TAG, PERSIS_STOP):
                 break
             if calc_in is not None and len(calc_in):
-                done = [int(i) for i in calc_in["eval_id"]]
-                configs_done = [inflight.pop(i) for i in done]
+                asked_done = [inflight.pop(int(i)) for i in calc_in["eval_id"]]
+                scored = [opt.space.complete(dict(zip(names, map(float, x))))
+                          for x in calc_in["x_done"]]
                 values = [float(v) for v in calc_in["f"]]
-                opt.tell(configs_done, values, list(calc_in["grad"]))
+                opt.tell(scored, values, list(calc_in["grad"]), asked=asked_done,
+                         curvatures=list(calc_in["curv"]))
                 state.told += len(values)
                 state.best = min([state.best, *values])
                 if state.progress:
@@ -174,9 +178,10 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
 
     d = len(task.space.names)
     sim_specs = {"sim_f": sim_evaluate, "in": ["x", "eval_id"],
-                 "out": [("f", float), ("ok", bool), ("grad", float, (d,))],
+                 "out": [("f", float), ("ok", bool), ("grad", float, (d,)),
+                         ("curv", float, (d, d)), ("x_done", float, (d,))],
                  "user": {"task": task, "manager_pid": os.getpid()}}
-    gen_specs = {"gen_f": gen_ask_tell, "persis_in": ["f", "eval_id", "ok", "grad"],
+    gen_specs = {"gen_f": gen_ask_tell, "persis_in": ["f", "eval_id", "ok", "grad", "curv", "x_done"],
                  "out": [("x", float, (d,)), ("eval_id", int)],
                  "user": {"state": state}}
     # active_recv_gen: the generator may wait for results without sending points first (L-BFGS

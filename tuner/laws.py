@@ -7,8 +7,8 @@ coefficients are not written here: they are the defaults of ``search_spaces/<law
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +36,30 @@ class Law:
     gradient: Callable[[Params, Runs], dict[str, np.ndarray]]
     sparse: bool
     description: str
+    # Coefficients the law is linear in once the others are fixed, as weights w: L = offset +
+    # sum_j w_j * column_j. Usually w is the coefficient itself; ``power`` names the exponent
+    # k when the law is linear in coefficient**k instead (Eq 3's aD: (aD/D)^bD = aD^bD D^-bD).
+    linear: tuple[str, ...] = ()
+    power: Mapping[str, str] = field(default_factory=dict)
+
+    def linear_columns(self, p: Params, r: Runs, names: Sequence[str]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """(offset (n,), columns (n, k)) such that L = offset + columns @ w for ``names``.
+
+        The law is affine in each weight, so a column is its derivative, read at weight 1."""
+        ones = {**p, **{n: 1.0 for n in names}}
+        grad = self.gradient(ones, r)
+        pred = self.predict(ones, r)
+        cols = [np.broadcast_to(grad[n] / (ones[self.power[n]] if n in self.power else 1.0),
+                                np.shape(pred)) for n in names]
+        a = np.column_stack(cols) if cols else np.zeros((np.size(pred), 0))
+        return pred - a.sum(axis=1), a
+
+    def to_weight(self, name: str, value: float, p: Params) -> float:
+        return value ** p[self.power[name]] if name in self.power else value
+
+    def from_weight(self, name: str, w: float, p: Params) -> float:
+        return w ** (1.0 / p[self.power[name]]) if name in self.power else w
 
 
 def kaplan(p: Params, r: Runs) -> np.ndarray:
@@ -153,15 +177,19 @@ LAWS: dict[str, Law] = {law.name: law for law in (
     Law("kaplan", "Eq 1", ("aN", "aD", "Nc", "Dc"), kaplan, kaplan_grad, False,
         "Kaplan et al. 2020, dense"),
     Law("hoffmann", "Eq 2", ("e", "a", "b", "alpha", "beta"), hoffmann, hoffmann_grad, False,
-        "Hoffmann et al. 2022 (Chinchilla), dense"),
+        "Hoffmann et al. 2022 (Chinchilla), dense", linear=("e", "a", "b")),
     Law("frantar", "Eq 3", ("aS", "bS", "cS", "bN", "aD", "bD", "c"), frantar, frantar_grad, True,
-        "Frantar et al. 2023, weight sparsity"),
+        "Frantar et al. 2023, weight sparsity", linear=("aS", "cS", "aD", "c"),
+        power={"aD": "bD"}),
     Law("frantar_reparam", "Eq 4", ("aS", "bS", "cS", "b", "alpha", "beta", "e"), frantar_reparam,
-        frantar_reparam_grad, True, "Eq 3 reparameterized (Hossain et al. Table IV)"),
+        frantar_reparam_grad, True, "Eq 3 reparameterized (Hossain et al. Table IV)",
+        linear=("aS", "cS", "b", "e")),
     Law("abnar", "Eq 5", ("e", "a", "b", "c", "d", "alpha", "beta", "lambda", "delta", "gamma"),
-        abnar, abnar_grad, True, "Abnar et al. 2025, MoE sparsity; N = total parameters"),
-    Law("generalized", "Eq 7", ("e", "a", "b", "c", "alpha", "beta", "gamma"), generalized, generalized_grad, True,
-        "Hossain et al. 2025, dense and sparse; N = active parameters"),
+        abnar, abnar_grad, True, "Abnar et al. 2025, MoE sparsity; N = total parameters",
+        linear=("e", "a", "b", "c", "d")),
+    Law("generalized", "Eq 7", ("e", "a", "b", "c", "alpha", "beta", "gamma"), generalized,
+        generalized_grad, True, "Hossain et al. 2025, dense and sparse; N = active parameters",
+        linear=("e", "a", "b", "c")),
 )}
 
 

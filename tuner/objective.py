@@ -9,13 +9,18 @@ scores ``PENALTY``: a bad point, never a crash.
 from __future__ import annotations
 
 from dataclasses import dataclass, asdict
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import math
 
 import numpy as np
 
 from .datasets import Dataset
 from .errors import TunerError
 from .laws import Law, get_law
+
+if TYPE_CHECKING:
+    from .spaces import Space
 
 OBJECTIVES = ("huber", "mse", "paper")
 PENALTY = 1.0e6
@@ -87,12 +92,52 @@ class Objective:
         value = np.where(bad | ~np.isfinite(value), PENALTY, np.minimum(value, PENALTY))
         return value
 
-    def value_and_grad(self, params: Mapping[str, float]) -> tuple[float, dict[str, float]]:
-        """The objective and its gradient in natural units (zeros at a penalized point)."""
+    def solve_linear(self, params: Mapping[str, float], names: Sequence[str],
+                     bounds: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+        """``params`` with the coefficients ``names``, which the law is linear in, solved.
+
+        They minimise the squared relative error sum(((L_pred - L_obs) / L_obs)^2), the
+        first-order form of the log residual, within ``bounds`` (natural units): a bounded
+        linear least-squares problem, built in one pass over the data and then reduced to a
+        k x k system by QR, so its cost after that pass does not grow with the data."""
+        from scipy.optimize import lsq_linear
+
+        if self.log_obs is None:
+            raise TunerError("solving linear coefficients needs observed losses")
+        law, out = self.law, dict(params)
+        lo = np.array([law.to_weight(n, bounds[n][0], params) for n in names])
+        hi = np.array([law.to_weight(n, bounds[n][1], params) for n in names])
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        with np.errstate(all="ignore"):
+            offset, cols = law.linear_columns(params, self.runs, names)
+            obs = np.exp(self.log_obs)
+            m, t = cols / obs[:, None], 1.0 - offset / obs
+            scale = np.sqrt((m * m).sum(axis=0))
+        w = np.clip(np.sqrt(lo * hi) if np.all(lo > 0) else (lo + hi) / 2, lo, hi)
+        if (np.all(np.isfinite(m)) and np.all(np.isfinite(t)) and np.all(scale > 0)
+                and np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            q, r = np.linalg.qr(m / scale)
+            res = lsq_linear(r, q.T @ t, bounds=(lo * scale, hi * scale), method="bvls")
+            w = np.clip(res.x / scale, lo, hi)
+        # Unsolvable (overflow in a column): a valid point in the box, which scores as it may.
+        for n, v in zip(names, w):
+            out[n] = float(np.clip(law.from_weight(n, float(v), params), *sorted(bounds[n])))
+        return out
+
+    def value_and_grad(self, params: Mapping[str, float], curvature: bool = False):
+        """The objective and its gradient in natural units (zeros at a penalized point).
+
+        With ``curvature``, also a Gauss-Newton matrix over the law's coefficients from the
+        same pass: J^T W J with J the log-prediction's Jacobian and W the IRLS weights of the
+        objective (Huber: min(1, delta/|r|)), the curvature a Levenberg-Marquardt step uses;
+        NaN for the 'paper' objective, which has no residuals."""
         value = self(params)
         names = self.law.params
+        k = len(names)
+        curv = np.full((k, k), np.nan)
         if value >= PENALTY:
-            return value, {n: 0.0 for n in names}
+            zero = {n: 0.0 for n in names}
+            return (value, zero, np.zeros((k, k))) if curvature else (value, zero)
         with np.errstate(all="ignore"):
             pred = self.predict(params)
             dpred = self.law.gradient(params, self.runs)
@@ -103,10 +148,16 @@ class Objective:
                 if self.spec.kind == "huber":
                     d = self.spec.delta
                     weight = np.clip(r, -d, d) / pred
+                    irls = np.minimum(1.0, d / np.maximum(np.abs(r), 1e-300))
                 else:
                     weight = 2.0 * r / (pred * len(pred))
+                    irls = np.full_like(r, 2.0 / len(r))
             grad = {n: float(np.sum(weight * dpred[n])) for n in names}
-        return value, grad
+            if curvature and self.spec.kind != "paper":
+                jac = np.column_stack([np.broadcast_to(dpred[n], pred.shape) / pred
+                                       for n in names])
+                curv = (jac * irls[:, None]).T @ jac
+        return (value, grad, curv) if curvature else (value, grad)
 
     def __call__(self, params: Mapping[str, float]) -> float:
         return float(self.batch({n: np.array([v]) for n, v in params.items()})[0])
@@ -124,3 +175,21 @@ class Objective:
             return float("nan")
         r = self.residuals(params)
         return float(np.sqrt(np.mean(r * r))) if np.all(np.isfinite(r)) else float("inf")
+
+
+def evaluate(objective: Objective, space: "Space", params: Mapping[str, float]
+             ) -> tuple[dict[str, float], float, np.ndarray, np.ndarray]:
+    """One evaluation: (coefficients, objective, gradient and Gauss-Newton curvature in the
+    space's internal coordinates).
+
+    NaN coefficients are solved first (``Objective.solve_linear``, within the space's
+    bounds): the returned coefficients are the ones scored, one pass over the data."""
+    solve = [n for n in space.names if math.isnan(params[n])]
+    if solve:
+        bounds = {d.name: (d.lower, d.upper) for d in space.dims}
+        params = objective.solve_linear(params, solve, bounds)
+    value, g, curv = objective.value_and_grad(params, curvature=True)
+    idx = [objective.law.params.index(n) for n in space.names]
+    scale = space.internal_grad({n: 1.0 for n in space.names}, params)  # dx/du per dimension
+    curv = curv[np.ix_(idx, idx)] * np.outer(scale, scale)
+    return dict(params), value, space.internal_grad(g, params), curv

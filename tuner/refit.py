@@ -10,16 +10,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .objective import Objective
+from .objective import Objective, evaluate
 from .optimizers import make_optimizer
 from .spaces import Space
-
-
-def internal_grad(objective: Objective, space: Space,
-                  params: Mapping[str, float]) -> tuple[float, np.ndarray]:
-    """Objective value and gradient in the space's internal (log where log-scale) coordinates."""
-    value, g = objective.value_and_grad(params)
-    return value, space.internal_grad(g, params)
 
 
 def warm_space(space: Space, start: Mapping[str, float]) -> Space:
@@ -49,8 +42,9 @@ def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbf
             configs = opt.ask(1)
             if not configs:
                 break
-            values, grads = zip(*(internal_grad(objective, space, c) for c in configs))
-            opt.tell(configs, list(values), list(grads))
+            done, values, grads, curvs = zip(*(evaluate(objective, space, c) for c in configs))
+            opt.tell(list(done), list(values), list(grads), asked=configs,
+                     curvatures=list(curvs))
             if history is not None:
                 history.extend(values)
     finally:

@@ -1,6 +1,7 @@
 """The ask/tell interface every optimizer implements, and the bookkeeping they share."""
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -11,9 +12,10 @@ from ..spaces import Space
 Config = dict[str, float]
 
 
-def config_key(space: Space, config: Config) -> tuple[float, ...]:
-    """Identity of a configuration: its free coefficients, as exact floats."""
-    return tuple(float(config[n]) for n in space.names)
+def config_key(space: Space, config: Config) -> tuple[float | None, ...]:
+    """Identity of a configuration: its free coefficients, as exact floats (None for a NaN,
+    a coefficient the evaluator is asked to solve, so that the key equals itself)."""
+    return tuple(None if math.isnan(v) else v for v in (float(config[n]) for n in space.names))
 
 
 class Optimizer(ABC):
@@ -23,6 +25,10 @@ class Optimizer(ABC):
     units); fewer, possibly none, when the method has nothing to propose until results
     arrive, or is done (``finished``). ``tell`` accepts any configurations with their values,
     including ones this instance never proposed (a resumed run's history).
+
+    A proposed configuration may hold NaN for coefficients the law is linear in: the evaluator
+    solves them (``Objective.solve_linear``) and the completed configuration is told, with
+    the proposal as ``asked``.
     """
 
     name: str = "optimizer"
@@ -39,6 +45,7 @@ class Optimizer(ABC):
         self.seen: dict[tuple[float, ...], float] = {}
         # Gradients in internal coordinates, when the evaluator supplies them.
         self.grads: dict[tuple[float, ...], np.ndarray] = {}
+        self.curvatures: dict[tuple[float, ...], np.ndarray] = {}
         self.pending: dict[tuple[float, ...], Config] = {}
 
     @property
@@ -64,19 +71,37 @@ class Optimizer(ABC):
         return out
 
     def tell(self, configs: Sequence[Config], values: Sequence[float],
-             grads: Sequence[np.ndarray] | None = None) -> None:
-        """Record results; ``grads`` (internal coordinates, free dims) are optional."""
+             grads: Sequence[np.ndarray] | None = None,
+             asked: Sequence[Config] | None = None,
+             curvatures: Sequence[np.ndarray] | None = None) -> None:
+        """Record results. Optional: ``grads`` and Gauss-Newton ``curvatures`` (internal
+        coordinates, free dims); ``asked``, the proposals the evaluated ``configs`` completed
+        when they differ."""
         if len(configs) != len(values):
             raise ValueError(f"{len(configs)} configurations but {len(values)} values")
         if grads is not None and len(grads) != len(values):
             raise ValueError(f"{len(values)} values but {len(grads)} gradients")
+        if curvatures is not None and len(curvatures) != len(values):
+            raise ValueError(f"{len(values)} values but {len(curvatures)} curvatures")
+        if asked is not None:
+            if len(asked) != len(values):
+                raise ValueError(f"{len(values)} values but {len(asked)} proposals")
+            for c in asked:
+                self.pending.pop(config_key(self.space, c), None)
         keys = [config_key(self.space, c) for c in configs]
+        if any(None in k for k in keys):
+            raise ValueError("a told configuration has unsolved (NaN) coefficients; tell the "
+                             "scored configuration and pass the proposal as 'asked'")
         vals = [float(v) for v in values]
         for i, (k, v) in enumerate(zip(keys, vals)):
             if grads is not None:
                 g = np.asarray(grads[i], dtype=float)
                 if np.all(np.isfinite(g)):
                     self.grads[k] = g
+            if curvatures is not None:
+                h = np.asarray(curvatures[i], dtype=float)
+                if np.all(np.isfinite(h)):
+                    self.curvatures[k] = h
             self.pending.pop(k, None)
             self.seen[k] = v
             self.X.append(k)
