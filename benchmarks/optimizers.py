@@ -14,9 +14,12 @@ sampler (`pip install torch==2.13.0`, a CPU build; the row is skipped without it
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import time
+import timeit
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -31,21 +34,39 @@ PROBLEMS = [("hoffmann", "chinchilla_epoch"), ("frantar", "frantar_t5"),
 
 
 class Counter:
-    """Wraps the objective in internal coordinates and records every value, in order."""
+    """Wraps the objective in internal coordinates; records every value and when it ended."""
 
     def __init__(self, space, obj):
-        self.space, self.obj, self.values = space, obj, []
+        self.space, self.obj, self.values, self.times = space, obj, [], []
+        self.t0 = time.perf_counter()
 
     def __call__(self, u) -> float:
         v = self.obj(self.space.decode(np.asarray(u, dtype=float)))
         self.values.append(v)
+        self.times.append(time.perf_counter() - self.t0)
         return v
 
 
-def run_tuner(name: str, space, obj, budget: int, seed: int, **kw) -> list[float]:
+class Timed:
+    """The objective as tuner's evaluator sees it, recording when each evaluation ended."""
+
+    def __init__(self, obj):
+        self._obj, self.times, self.t0 = obj, [], time.perf_counter()
+
+    def __getattr__(self, name):
+        return getattr(self._obj, name)
+
+    def value_and_grad(self, *args, **kwargs):
+        out = self._obj.value_and_grad(*args, **kwargs)
+        self.times.append(time.perf_counter() - self.t0)
+        return out
+
+
+def run_tuner(name: str, space, obj, budget: int, seed: int, **kw):
     values: list[float] = []
-    minimize_inprocess(obj, space, name, budget=budget, seed=seed, history=values, **kw)
-    return values
+    timed = Timed(obj)
+    minimize_inprocess(timed, space, name, budget=budget, seed=seed, history=values, **kw)
+    return values, timed.times
 
 
 def run_optuna(sampler: str, space, obj, budget: int, seed: int) -> list[float]:
@@ -60,7 +81,7 @@ def run_optuna(sampler: str, space, obj, budget: int, seed: int) -> list[float]:
     study = optuna.create_study(sampler=s)
     study.optimize(lambda t: f([t.suggest_float(d.name, lo, hi)
                                 for d, (lo, hi) in zip(space.dims, b)]), n_trials=budget)
-    return f.values
+    return f.values, f.times
 
 
 def run_skopt(kind: str, space, obj, budget: int, seed: int) -> list[float]:
@@ -70,27 +91,30 @@ def run_skopt(kind: str, space, obj, budget: int, seed: int) -> list[float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fn(f, [tuple(r) for r in space.bounds], n_calls=budget, random_state=seed)
-    return f.values
+    return f.values, f.times
 
 
-# name -> (runner, result depends on the budget, GP-based: slow, so fewer seeds)
+# name -> (runner, result depends on the budget, cost class: "fast" runs every seed; "slow"
+# (minutes per run) runs --slow-seeds; "gp" (GP peers, whose cost grows with the cube of the
+# observations) runs --gp-seeds up to --gp-budget)
 METHODS = {
-    "tuner ytopt RF (default)": (lambda s, o, b, r: run_tuner("ytopt", s, o, b, r), True, False),
+    "tuner ytopt RF (default)": (lambda s, o, b, r: run_tuner("ytopt", s, o, b, r), True, "fast"),
     "tuner ytopt ET": (lambda s, o, b, r: run_tuner("ytopt", s, o, b, r, surrogate="ET"), True,
-                       False),
+                       "fast"),
     "tuner ytopt GP": (lambda s, o, b, r: run_tuner("ytopt", s, o, b, r, surrogate="GP"), True,
-                       True),
-    "ytopt as published (polish 0)": (lambda s, o, b, r: run_tuner("ytopt", s, o, b, r,
-                                                                   polish=0.0), False, False),
+                       "slow"),
+    "ytopt as published (--faithful)": (lambda s, o, b, r: run_tuner("ytopt", s, o, b, r,
+                                                                     faithful=True), False,
+                                        "slow"),
     "tuner lbfgs (analytic grad)": (lambda s, o, b, r: run_tuner("lbfgs", s, o, b, r), True,
-                                    False),
-    "grid": (lambda s, o, b, r: run_tuner("grid", s, o, b, r), True, False),
-    "random": (lambda s, o, b, r: run_tuner("random", s, o, b, r), False, False),
+                                    "fast"),
+    "grid": (lambda s, o, b, r: run_tuner("grid", s, o, b, r), True, "fast"),
+    "random": (lambda s, o, b, r: run_tuner("random", s, o, b, r), False, "fast"),
     "optuna TPE (multivariate)": (lambda s, o, b, r: run_optuna("tpe", s, o, b, r), False,
-                                  False),
-    "optuna GP": (lambda s, o, b, r: run_optuna("gp", s, o, b, r), False, True),
-    "skopt gp_minimize": (lambda s, o, b, r: run_skopt("gp", s, o, b, r), False, True),
-    "skopt forest_minimize": (lambda s, o, b, r: run_skopt("rf", s, o, b, r), False, False),
+                                  "fast"),
+    "optuna GP": (lambda s, o, b, r: run_optuna("gp", s, o, b, r), False, "gp"),
+    "skopt gp_minimize": (lambda s, o, b, r: run_skopt("gp", s, o, b, r), False, "gp"),
+    "skopt forest_minimize": (lambda s, o, b, r: run_skopt("rf", s, o, b, r), False, "slow"),
 }
 QUICK = ["tuner ytopt RF (default)", "tuner lbfgs (analytic grad)", "grid", "random",
          "optuna TPE (multivariate)"]
@@ -116,45 +140,110 @@ def task(args) -> dict:
     space, obj, t_eval = problem(law, data)
     t = time.perf_counter()
     try:
-        values = METHODS[name][0](space, obj, budget, seed)
+        values, times = METHODS[name][0](space, obj, budget, seed)
     except ImportError as exc:
         return {"skipped": f"{name}: {exc}"}
     wall = time.perf_counter() - t
     if len(values) < budget and name not in ("grid", "tuner lbfgs (analytic grad)"):
         return {"skipped": f"{name}: stopped after {len(values)} of {budget} evaluations"}
     return {"law": law, "data": data, "name": name, "seed": seed, "budget": budget,
-            "values": values, "wall": wall,
+            "values": values, "times": times, "wall": wall,
             "overhead": max(wall - len(values) * t_eval, 0.0) / max(len(values), 1)}
+
+
+def _time_steps(step, reps: int) -> float:
+    return float(np.median(timeit.repeat(step, number=1, repeat=reps)))
+
+
+def overhead_at(n: int, reps: int = 5) -> dict:
+    """Median seconds of one ask + tell with ``n`` observations already told, on hoffmann x
+    chinchilla_epoch: tuner's Bayesian step (default, and as published), scikit-optimize's
+    Optimizer(base_estimator="RF", acq_optimizer="sampling") and Optuna's TPE. Each timed
+    step includes its one evaluation (well under a millisecond here); each method searches
+    its own space (tuner's default only the exponents)."""
+    import optuna
+    from skopt import Optimizer as SkOptimizer
+    from skopt.space import Real
+
+    from tuner.objective import evaluate
+
+    space, obj, _ = problem("hoffmann", "chinchilla_epoch")
+    rng = np.random.default_rng(n)
+    b = space.bounds
+    units = rng.uniform(b[:, 0], b[:, 1], size=(n, len(b)))
+    scored = [evaluate(obj, space, space.decode(u)) for u in units]
+    configs, values = [c for c, *_ in scored], [v for _, v, *_ in scored]
+    out = {"observations": n}
+    for label, kw in (("tuner ytopt (default)", {}), ("ytopt as published", {"faithful": True})):
+        opt = make_optimizer("ytopt", space, seed=0, budget=n + reps + 1, polish=0.0, **kw)
+        opt._first.clear()  # time a Bayesian step, not the default's evaluation
+        opt.tell(configs, values)
+
+        def step(opt=opt):
+            c = opt.ask(1)[0]
+            done, v, *_ = evaluate(obj, space, c)
+            opt.tell([done], [v], asked=[c])
+        out[label] = _time_steps(step, reps)
+    sk = SkOptimizer([Real(lo, hi) for lo, hi in b], base_estimator="RF",
+                     acq_optimizer="sampling", random_state=0)
+    sk.tell([list(u) for u in units], values)
+    out["skopt Optimizer RF (default)"] = _time_steps(
+        lambda: sk.tell(x := sk.ask(), float(obj(space.decode(np.array(x))))), reps)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = {d.name: optuna.distributions.FloatDistribution(lo, hi)
+             for d, (lo, hi) in zip(space.dims, b)}
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+    study.add_trials([optuna.trial.create_trial(params=dict(zip(dists, map(float, u))),
+                                                distributions=dists, value=v)
+                      for u, v in zip(units, values)])
+
+    def tpe_step():
+        trial = study.ask(dists)
+        study.tell(trial, float(obj(space.decode(np.array([trial.params[k] for k in dists])))))
+    out["optuna TPE"] = _time_steps(tpe_step, reps)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="CI smoke mode (under 3 minutes)")
     ap.add_argument("--seeds", type=int, help="seeds per method (default 5; quick 2)")
-    ap.add_argument("--gp-seeds", type=int, default=2,
-                    help="seeds for the slow GP-based methods (default 2)")
+    ap.add_argument("--slow-seeds", type=int, default=2,
+                    help="seeds for methods taking minutes per run: ytopt as published, "
+                         "tuner's GP surrogate, forest_minimize (default 2)")
+    ap.add_argument("--gp-seeds", type=int, default=1,
+                    help="seeds for the GP peers, gp_minimize and Optuna's GP (default 1)")
     ap.add_argument("--gp-budget", type=int, default=100,
                     help="largest budget for the GP-based methods, whose cost grows with the "
                          "cube of the observations (default 100; skopt's gp_minimize at 200 "
                          "evaluations takes many minutes per run on 2 cores)")
+    ap.add_argument("--overhead-at", type=int, nargs="+", metavar="N",
+                    help="observation counts for the overhead curve (default 50 100 200 500 "
+                         "1000 2000; quick 50 200)")
+    ap.add_argument("--raw", default="runs/benchmarks/optimizers_raw.json",
+                    help="where every run's history is saved (default "
+                         "runs/benchmarks/optimizers_raw.json; '' = nowhere)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
     args = ap.parse_args()
     problems = PROBLEMS[:2] if args.quick else PROBLEMS
+    args.overhead_at = args.overhead_at or ([50, 200] if args.quick
+                                            else [50, 100, 200, 500, 1000, 2000])
     budgets = [50, 100] if args.quick else [50, 100, 200]
     seeds = args.seeds or (2 if args.quick else 5)
     methods = QUICK if args.quick else list(METHODS)
-    refs = {(law, data): min(run_tuner("lbfgs", *problem(law, data)[:2], 5000, 0))
+    refs = {(law, data): min(run_tuner("lbfgs", *problem(law, data)[:2], 5000, 0)[0])
             for law, data in problems}
     jobs = []
     for law, data in problems:
         for name in methods:
-            _, per_budget, slow = METHODS[name]
-            for seed in range(min(seeds, args.gp_seeds) if slow else seeds):
-                allowed = [b for b in budgets if not slow or b <= args.gp_budget]
+            _, per_budget, cost = METHODS[name]
+            n_seeds = {"fast": seeds, "slow": args.slow_seeds, "gp": args.gp_seeds}[cost]
+            allowed = [b for b in budgets if cost != "gp" or b <= args.gp_budget]
+            for seed in range(min(seeds, n_seeds)):
                 for budget in (allowed if per_budget else allowed[-1:]):
                     jobs.append((law, data, name, seed, budget))
     # Slow jobs first so the pool stays busy to the end.
-    jobs.sort(key=lambda j: -(j[4] * (10 if METHODS[j[2]][2] else 1)))
+    jobs.sort(key=lambda j: -(j[4] * {"fast": 1, "slow": 10, "gp": 100}[METHODS[j[2]][2]]))
     t0 = time.perf_counter()
     with multiprocessing.Pool(args.jobs) as pool:
         results = []
@@ -168,6 +257,10 @@ def main() -> None:
         if "skipped" in r:
             print(f"skipped {r['skipped']}")
     results = [r for r in results if "skipped" not in r]
+    if args.raw:  # every run's history, should the tabulation below ever fail
+        Path(args.raw).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.raw).write_text(json.dumps({"refs": [[*k, v] for k, v in refs.items()],
+                                              "results": results}))
     rows = []
     for law, data in problems:
         ref = refs[law, data]
@@ -180,18 +273,29 @@ def main() -> None:
                     continue
                 best = [np.minimum.accumulate(r["values"][:budget]) for r in runs]
                 ratios = [b[-1] / ref for b in best]
-                reach = [int(np.flatnonzero(b <= ref * 1.01)[0]) + 1 for b in best
-                         if np.any(b <= ref * 1.01)]
+                hit = [(r, np.flatnonzero(b <= ref * 1.01)) for r, b in zip(runs, best)]
+                reach = [int(i[0]) + 1 for _, i in hit if len(i)]
+                reach_s = [r["times"][int(i[0])] for r, i in hit if len(i)]
+                most = 2 * len(reach) > len(runs)
                 rows.append({"problem": f"{law} x {data}", "method": name, "budget": budget,
                              "seeds": len(runs),
                              "best/ref median": float(np.median(ratios)),
                              "best/ref worst": float(np.max(ratios)),
-                             "evals to 1% (median)": (int(np.median(reach))
-                                                      if 2 * len(reach) > len(runs) else "-"),
+                             "evals to 1% (median)": int(np.median(reach)) if most else "-",
+                             "wall s to 1% (median)": (float(np.median(reach_s)) if most
+                                                       else "-"),
                              "overhead ms/eval": 1e3 * float(np.median(
                                  [r["overhead"] for r in runs])),
                              "wall s (run)": float(np.median([r["wall"] for r in runs]))})
     print(markdown(rows))
+    print("\nOptimizer time per evaluation (one ask + tell, median of 5, seconds) against the "
+          "observations already told, hoffmann x chinchilla_epoch:\n")
+    curve = []
+    for n in args.overhead_at:
+        r = overhead_at(n)
+        base = r["skopt Optimizer RF (default)"]
+        curve.append({**r, "tuner default / skopt default": r["tuner ytopt (default)"] / base})
+    print(markdown(curve))
     print(f"\n{len(jobs)} runs in {time.perf_counter() - t0:.0f}s on {args.jobs} processes; "
           "reference = best of multi-start L-BFGS-B (analytic gradients, 5000 evaluations); "
           "budget-free methods are read off their largest-budget run.")
