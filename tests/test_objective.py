@@ -106,14 +106,14 @@ def test_solve_linear_recovers_the_truth_and_respects_bounds(tmp_path, law):
     lw = get_law(law)
     bounds = {d.name: (d.lower, d.upper) for d in space.dims}
     start = {**truth, **{n: np.nan for n in lw.linear}}
-    solved = obj.solve_linear(start, lw.linear, bounds)
+    solved = obj.solve_linear(start, lw.linear, bounds, space.default())
     for n in lw.linear:  # noiseless data: the exact coefficients, to rounding
         assert solved[n] == pytest.approx(truth[n], rel=1e-6), n
     assert obj(solved) == pytest.approx(0.0, abs=1e-12)
     # A box that excludes the truth: the answer stays inside it.
     name = lw.linear[0]
     tight = {**bounds, name: (truth[name] * 1.5, truth[name] * 2.0)}
-    boxed = obj.solve_linear(start, lw.linear, tight)
+    boxed = obj.solve_linear(start, lw.linear, tight, space.default())
     assert tight[name][0] <= boxed[name] <= tight[name][1]
     assert boxed[name] == pytest.approx(tight[name][0])  # the nearest edge to the truth
 
@@ -144,3 +144,33 @@ def test_paper_objective_has_no_curvature():
     obj = Objective.from_spec(ObjectiveSpec("hoffmann", "hoffmann_table3", kind="paper"))
     _, _, curv = obj.value_and_grad(published("hoffmann"), curvature=True)
     assert np.all(np.isnan(curv))
+
+
+def test_solve_linear_keeps_the_fallback_for_what_the_data_cannot_determine():
+    """Eq 7 on dense runs: c multiplies S = 0, so it keeps its default, and e, a, b are
+    solved exactly as Eq 2's (the lemma)."""
+    from tuner.objective import evaluate
+    from tuner.spaces import load_space
+    gen, hof = load_space("generalized"), load_space("hoffmann")
+    obj_g = Objective.from_spec(ObjectiveSpec("generalized", "chinchilla_epoch"))
+    obj_h = Objective.from_spec(ObjectiveSpec("hoffmann", "chinchilla_epoch"))
+    nan = {n: np.nan for n in ("e", "a", "b")}
+    pg, vg, *_ = evaluate(obj_g, gen, {**gen.default(), **nan, "c": np.nan})
+    ph, vh, *_ = evaluate(obj_h, hof, {**hof.default(), **nan})
+    assert pg["c"] == gen.default()["c"]
+    for n in ("e", "a", "b"):
+        assert pg[n] == pytest.approx(ph[n], rel=1e-9), n
+    assert vg == pytest.approx(vh, rel=1e-9) and vh < obj_h(hof.default())
+
+
+@pytest.mark.parametrize("fix", [{"bD": 0.0}, {"bD": float("nan")}])
+def test_unsolvable_weight_is_a_bad_point_not_a_crash(fix):
+    from tuner.objective import evaluate
+    from tuner.spaces import load_space
+    space = load_space("frantar")
+    obj = Objective.from_spec(ObjectiveSpec("frantar", "frantar_t5"))
+    p = {**space.default(), **fix, **{n: np.nan for n in ("aS", "cS", "aD", "c")}}
+    done, value, grad, curv = evaluate(obj, space, p)
+    assert not any(np.isnan(done[n]) for n in ("aS", "cS", "aD", "c"))
+    assert done["aD"] == space.default()["aD"]  # aD^0: no weight to solve
+    assert np.isfinite(value)

@@ -38,7 +38,7 @@ class FitConfig:
     surrogate: str = "RF"
     liar: str = "cl_max"
     n_initial_points: int = 10
-    polish: float | None = None  # ytopt: share of the budget for L-BFGS-B (None: automatic)
+    polish: float | None = None  # ytopt: share of the budget for the polish (None: automatic)
     profile: bool = True  # ytopt: solve linear coefficients, search the exponents only
     faithful: bool = False  # ytopt exactly as published
     workers: int = 1
@@ -88,7 +88,8 @@ def prepare(config: FitConfig) -> Prepared:
     space = config.load_space()
     # Resolve a shipped dataset name to its path so a copied run still finds it.
     make_optimizer(config.optimizer, space, seed=config.seed, budget=config.evals,
-                   surrogate=config.surrogate, liar=config.liar)
+                   surrogate=config.surrogate, liar=config.liar, polish=config.polish,
+                   faithful=config.faithful).close()
     return Prepared(config, space, objective)
 
 
@@ -185,6 +186,8 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
     """Continue a run to its budget (or ``evals``): finished evaluations are told, not re-run."""
     run = RunDir.open(run_dir)
     raw = run.config()
+    # Runs made before the profile existed continue with the method they started with.
+    raw["fit"].setdefault("profile", False)
     config = FitConfig(**raw["fit"])
     if evals is not None:
         config.evals = evals

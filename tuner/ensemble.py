@@ -53,7 +53,7 @@ class EvalTask:
         return _OBJECTIVE_CACHE[key]
 
 
-def evaluate(task: EvalTask, eval_id: int, x: np.ndarray,
+def evaluate_and_log(task: EvalTask, eval_id: int, x: np.ndarray,
              worker: int) -> tuple[float, bool, np.ndarray, np.ndarray, np.ndarray]:
     """Score one point, log it, and return (objective, ok, gradient and curvature in internal
     coordinates or NaN when unknown, the point scored: ``x`` with its NaN coefficients
@@ -102,7 +102,7 @@ def sim_evaluate(H, persis_info, sim_specs, libE_info):
     out = np.zeros(len(H), dtype=sim_specs["out"])
     for i in range(len(H)):
         (out["f"][i], out["ok"][i], out["grad"][i], out["curv"][i],
-         out["x_done"][i]) = evaluate(
+         out["x_done"][i]) = evaluate_and_log(
             task, int(H["eval_id"][i]), H["x"][i], int(libE_info.get("workerID", 0)))
     return out, persis_info
 
@@ -165,8 +165,7 @@ def gen_ask_tell(H, persis_info, gen_specs, libE_info):
         state.errors.append(traceback.format_exc())
         raise
     finally:
-        if hasattr(opt, "close"):
-            opt.close()
+        opt.close()
     return None, persis_info, FINISHED_PERSISTENT_GEN_TAG
 
 

@@ -93,35 +93,56 @@ class Objective:
         return value
 
     def solve_linear(self, params: Mapping[str, float], names: Sequence[str],
-                     bounds: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+                     bounds: Mapping[str, tuple[float, float]],
+                     fallback: Mapping[str, float]) -> dict[str, float]:
         """``params`` with the coefficients ``names``, which the law is linear in, solved.
 
         They minimise the squared relative error sum(((L_pred - L_obs) / L_obs)^2), the
-        first-order form of the log residual, within ``bounds`` (natural units): a bounded
-        linear least-squares problem, built in one pass over the data and then reduced to a
-        k x k system by QR, so its cost after that pass does not grow with the data."""
+        first-order form of the log residual (not the Huber objective itself: the polish
+        finishes the job), within ``bounds`` (natural units): a bounded linear least-squares
+        problem, built from the law's terms at these runs and reduced to a k x k system by QR,
+        so its cost after that does not grow with the data. A coefficient the data cannot
+        determine (an all-zero column, e.g. Eq 7's c on dense runs, or a weight aD^bD with
+        bD = 0 or a box reaching aD <= 0) keeps its ``fallback`` value, clipped to its box."""
         from scipy.optimize import lsq_linear
 
         if self.log_obs is None:
             raise TunerError("solving linear coefficients needs observed losses")
         law, out = self.law, dict(params)
-        lo = np.array([law.to_weight(n, bounds[n][0], params) for n in names])
-        hi = np.array([law.to_weight(n, bounds[n][1], params) for n in names])
-        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        for n in names:
+            out[n] = float(np.clip(fallback[n], *sorted(bounds[n])))
+
+        def powered_ok(n: str) -> bool:
+            if n not in law.power:
+                return True
+            k = params[law.power[n]]
+            return bool(np.isfinite(k) and k != 0 and min(bounds[n]) > 0)
+
+        solve = [n for n in names if powered_ok(n)]
         with np.errstate(all="ignore"):
-            offset, cols = law.linear_columns(params, self.runs, names)
+            offset, cols = law.linear_columns(out, self.runs, solve)
             obs = np.exp(self.log_obs)
             m, t = cols / obs[:, None], 1.0 - offset / obs
             scale = np.sqrt((m * m).sum(axis=0))
-        w = np.clip(np.sqrt(lo * hi) if np.all(lo > 0) else (lo + hi) / 2, lo, hi)
-        if (np.all(np.isfinite(m)) and np.all(np.isfinite(t)) and np.all(scale > 0)
-                and np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-            q, r = np.linalg.qr(m / scale)
-            res = lsq_linear(r, q.T @ t, bounds=(lo * scale, hi * scale), method="bvls")
-            w = np.clip(res.x / scale, lo, hi)
-        # Unsolvable (overflow in a column): a valid point in the box, which scores as it may.
-        for n, v in zip(names, w):
-            out[n] = float(np.clip(law.from_weight(n, float(v), params), *sorted(bounds[n])))
+        keep = np.isfinite(scale) & (scale > 0)
+        if not keep.all():  # unidentifiable columns: their fallback value joins the offset
+            solve = [n for n, k in zip(solve, keep) if k]
+            with np.errstate(all="ignore"):
+                offset, cols = law.linear_columns(out, self.runs, solve)
+                m, t = cols / obs[:, None], 1.0 - offset / obs
+            scale = scale[keep]
+        if not solve or not (np.all(np.isfinite(m)) and np.all(np.isfinite(t))):
+            return out  # nothing to solve, or an overflow: the fallback scores as it may
+        with np.errstate(all="ignore"):
+            lo = np.array([law.to_weight(n, bounds[n][0], out) for n in solve])
+            hi = np.array([law.to_weight(n, bounds[n][1], out) for n in solve])
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            return out
+        q, r = np.linalg.qr(m / scale)
+        res = lsq_linear(r, q.T @ t, bounds=(lo * scale, hi * scale), method="bvls")
+        for n, v in zip(solve, np.clip(res.x / scale, lo, hi)):
+            out[n] = float(np.clip(law.from_weight(n, float(v), out), *sorted(bounds[n])))
         return out
 
     def value_and_grad(self, params: Mapping[str, float], curvature: bool = False):
@@ -183,11 +204,16 @@ def evaluate(objective: Objective, space: "Space", params: Mapping[str, float]
     space's internal coordinates).
 
     NaN coefficients are solved first (``Objective.solve_linear``, within the space's
-    bounds): the returned coefficients are the ones scored, one pass over the data."""
+    bounds; the defaults if that fails): the returned coefficients are the ones scored. All of
+    it is one evaluation, logged as one row."""
     solve = [n for n in space.names if math.isnan(params[n])]
     if solve:
         bounds = {d.name: (d.lower, d.upper) for d in space.dims}
-        params = objective.solve_linear(params, solve, bounds)
+        default = space.default()
+        try:
+            params = objective.solve_linear(params, solve, bounds, default)
+        except Exception:  # a bad point, never a crash: score the defaults instead
+            params = {**params, **{n: default[n] for n in solve}}
     value, g, curv = objective.value_and_grad(params, curvature=True)
     idx = [objective.law.params.index(n) for n in space.names]
     scale = space.internal_grad({n: 1.0 for n in space.names}, params)  # dx/du per dimension

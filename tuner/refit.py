@@ -33,6 +33,8 @@ def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbf
     optimizer (e.g. ``surrogate``, ``polish``)."""
     if start is not None:
         space = warm_space(space, start)
+    # The 'paper' objective has no residuals to solve linear coefficients from.
+    options.setdefault("profile", objective.spec.kind != "paper")
     opt = make_optimizer(optimizer, space, seed=seed, budget=budget, n_starts=n_starts,
                          **options)
     try:
@@ -48,8 +50,7 @@ def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbf
             if history is not None:
                 history.extend(values)
     finally:
-        if hasattr(opt, "close"):
-            opt.close()
+        opt.close()
     best = opt.best()
     if best is None:
         raise RuntimeError("optimizer proposed no configuration")

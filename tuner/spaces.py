@@ -33,7 +33,9 @@ class Dim:
         return math.log(x) if self.log else float(x)
 
     def decode(self, u: float) -> float:
-        return math.exp(u) if self.log else float(u)
+        # Clipped in natural units too: exp(log(upper)) can overshoot upper by an ulp.
+        x = math.exp(u) if self.log else float(u)
+        return min(max(x, self.lower), self.upper)
 
     @property
     def bounds(self) -> tuple[float, float]:

@@ -83,15 +83,14 @@ class Optimizer(ABC):
             raise ValueError(f"{len(values)} values but {len(grads)} gradients")
         if curvatures is not None and len(curvatures) != len(values):
             raise ValueError(f"{len(values)} values but {len(curvatures)} curvatures")
-        if asked is not None:
-            if len(asked) != len(values):
-                raise ValueError(f"{len(values)} values but {len(asked)} proposals")
-            for c in asked:
-                self.pending.pop(config_key(self.space, c), None)
+        if asked is not None and len(asked) != len(values):
+            raise ValueError(f"{len(values)} values but {len(asked)} proposals")
         keys = [config_key(self.space, c) for c in configs]
         if any(None in k for k in keys):
             raise ValueError("a told configuration has unsolved (NaN) coefficients; tell the "
                              "scored configuration and pass the proposal as 'asked'")
+        for c in asked or ():
+            self.pending.pop(config_key(self.space, c), None)
         vals = [float(v) for v in values]
         for i, (k, v) in enumerate(zip(keys, vals)):
             if grads is not None:
@@ -108,6 +107,9 @@ class Optimizer(ABC):
             self.y.append(v)
         if keys:
             self._observe(keys, vals)
+
+    def close(self) -> None:
+        """Release what the method holds (L-BFGS-B runs live in threads)."""
 
     def best(self) -> tuple[Config, float] | None:
         if not self.y:

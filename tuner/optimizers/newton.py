@@ -25,7 +25,7 @@ class NewtonSearch:
 
     def __init__(self, opt: Optimizer):
         self.opt = opt
-        self.starts: list[np.ndarray] = []
+        self.starts: list[Config] = []  # configurations, as told (no round trip through log)
         self.centre: tuple | None = None
         self.lam = LAMBDA0
         self.tiny = 0
@@ -45,7 +45,7 @@ class NewtonSearch:
             if self.centre is None:
                 if not self.starts:
                     return []
-                c = o.to_config(self.starts.pop(0))
+                c = space.complete(self.starts.pop(0))
                 k = config_key(space, c)
                 if self._usable(k):
                     self.centre, self.lam, self.tiny = k, LAMBDA0, 0

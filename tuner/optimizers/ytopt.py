@@ -111,6 +111,9 @@ class YtoptOptimizer(Optimizer):
         if polish is not None and not 0.0 <= polish < 1.0:
             raise ValueError(f"polish must be in [0, 1), got {polish}")
         if faithful:
+            if polish:
+                raise ValueError("--faithful runs ytopt as published, without a polish; "
+                                 "drop --polish")
             profile, polish = False, 0.0
         self.surrogate, self.liar, self.faithful = surrogate, liar, faithful
         linear = set(get_law(space.law).linear) if profile else set()
@@ -137,7 +140,7 @@ class YtoptOptimizer(Optimizer):
             # skopt keeps every model it fitted unless told otherwise; only the last is used.
             model_queue_size=1, random_state=seed)
         self._told: set[tuple[float, ...]] = set()
-        self._buffer: list[tuple[list[float], float]] = []  # told, not yet fitted on
+        self._buffer: list[tuple[list[float], float]] = []  # told, not yet in the surrogate
         # The space's default first: with a profile, the published exponents with their
         # linear coefficients solved.
         default = space.default()
@@ -167,10 +170,14 @@ class YtoptOptimizer(Optimizer):
                 order = np.argsort(self.y)[:5]
                 # Levenberg-Marquardt when the evaluator gives curvature (the built-in
                 # objectives do), L-BFGS-B otherwise.
-                self._local = (NewtonSearch(self) if self.X[order[0]] in self.curvatures
-                               else LocalSearch(self, self._gradients))
-                self._local.starts = [self.space.encode(dict(zip(self.space.names, self.X[i])))
-                                      for i in order]
+                best = [self.space.complete(dict(zip(self.space.names, self.X[i])))
+                        for i in order]
+                if self.X[order[0]] in self.curvatures:
+                    self._local = NewtonSearch(self)
+                    self._local.starts = best
+                else:
+                    self._local = LocalSearch(self, self._gradients)
+                    self._local.starts = [self.space.encode(c) for c in best]
                 self._polishing = True
             out = self._local.propose(n)
             if out or not self._local.finished:
@@ -198,15 +205,13 @@ class YtoptOptimizer(Optimizer):
             return out
         inflight = [list(self._searched_key(c)) for c in [*self.pending.values(), *out]]
         need = n - len(out)
+        self._fit()  # the real optimizer learns every result (and gp_hedge its gains)
+        opt = self._opt
         if inflight or need > 1:
             # A throwaway copy carries the lies; the real optimizer never sees them.
-            opt, lie = self._copy(), self._lie()
-            xs = [x for x, _ in self._buffer] + inflight
-            if xs:
-                opt.tell(xs, [y for _, y in self._buffer] + [lie] * len(inflight))
-        else:
-            opt = self._opt
-            self._fit()
+            opt = self._copy()
+            if inflight:
+                opt.tell(inflight, [self._lie()] * len(inflight))
         asked = {self._searched_key(c) for c in out}
         for i in range(need):
             x = [float(v) for v in opt.ask()]
@@ -239,10 +244,7 @@ class YtoptOptimizer(Optimizer):
             x = self._searched_key(self.space.complete(dict(zip(self.space.names, k))))
             self._told.add(x)
             self._buffer.append((list(x), self._y(v)))
-        # Fit only when the next ask reads this model: while polishing the surrogate is not
-        # used, and with points still in flight the next ask fits a copy carrying their lies.
-        if not self._polishing and not self.pending:
-            self._fit()
+        # The surrogate is fitted when the next Bayesian ask reads it, never while polishing.
         if self._local is not None:
             self._local.observe(keys)
 
