@@ -160,8 +160,8 @@ def overhead_at(n: int, reps: int = 5) -> dict:
     chinchilla_epoch: tuner's Bayesian step (default, and as published), scikit-optimize's
     Optimizer(base_estimator="RF", acq_optimizer="sampling") and Optuna's TPE. Each timed
     step includes its one evaluation (well under a millisecond here); each method searches
-    its own space (tuner's default only the exponents)."""
-    import optuna
+    its own space (tuner's default only the exponents); Optuna's column is left out when
+    Optuna is not installed."""
     from skopt import Optimizer as SkOptimizer
     from skopt.space import Real
 
@@ -189,6 +189,10 @@ def overhead_at(n: int, reps: int = 5) -> dict:
     sk.tell([list(u) for u in units], values)
     out["skopt Optimizer RF (default)"] = _time_steps(
         lambda: sk.tell(x := sk.ask(), float(obj(space.decode(np.array(x))))), reps)
+    try:
+        import optuna
+    except ImportError:
+        return out
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {d.name: optuna.distributions.FloatDistribution(lo, hi)
              for d, (lo, hi) in zip(space.dims, b)}
