@@ -80,7 +80,10 @@ class Objective:
     def batch(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
         """Score k coefficient sets given as arrays of length k: one (k, n) pass."""
         cols = {n: np.asarray(v, dtype=float)[:, None] for n, v in params.items()}
-        pred = np.atleast_2d(self.predict(cols))
+        return self._score(np.atleast_2d(self.predict(cols)))
+
+    def _score(self, pred: np.ndarray) -> np.ndarray:
+        """Objective values of (k, n) predictions; PENALTY where a prediction is invalid."""
         with np.errstate(all="ignore"):
             bad = ~np.all(np.isfinite(pred) & (pred > 0), axis=1)
             if self.spec.kind == "paper":
@@ -152,7 +155,8 @@ class Objective:
         same pass: J^T W J with J the log-prediction's Jacobian and W the IRLS weights of the
         objective (Huber: min(1, delta/|r|)), the curvature a Levenberg-Marquardt step uses;
         NaN for the 'paper' objective, which has no residuals."""
-        value = self(params)
+        pred = self.predict(params)  # one prediction serves the value and the derivatives
+        value = float(self._score(np.atleast_2d(pred))[0])
         names = self.law.params
         k = len(names)
         curv = np.full((k, k), np.nan)
@@ -160,7 +164,6 @@ class Objective:
             zero = {n: 0.0 for n in names}
             return (value, zero, np.zeros((k, k))) if curvature else (value, zero)
         with np.errstate(all="ignore"):
-            pred = self.predict(params)
             dpred = self.law.gradient(params, self.runs)
             if self.spec.kind == "paper":
                 weight = np.full_like(pred, 1.0 / len(pred))

@@ -5,14 +5,16 @@ acquisition gp_hedge with kappa 1.96, 10,000 candidates by sampling, 10 initial 
 which the first is the space's default (the published coefficients), duplicates skipped,
 seeded, raw objective values. Points asked while others are still being evaluated, or several
 at once, get constant-liar values on a throwaway copy of the skopt optimizer, so lies never
-enter the real history. Unlike ytopt's own code, results are told once, incrementally.
+enter the real history. Unlike ytopt's own code, each result is told once (buffered until the
+next Bayesian ask refits the surrogate), never by re-telling the whole history.
 
 The default keeps that loop and changes what makes it slow or inexact, each measured in
 ``benchmarks/optimizers.py``:
 
 * profile: the coefficients a law is linear in (e, a, b, c...) are left to the evaluator,
-  which solves them exactly for each point (``Objective.solve_linear``), so the Bayesian
-  search runs over the exponents only (2-5 dimensions instead of 5-10);
+  which solves them in closed form for each point (``Objective.solve_linear``: least squares
+  on relative residuals), so the Bayesian search runs over the exponents only (2-5
+  dimensions instead of 5-10);
 * a lean surrogate (24 trees, 1,000 candidates) told log objective values (they span decades);
 * polish: after the Bayesian phase, Levenberg-Marquardt steps on the objective's
   Gauss-Newton curvature (``newton.py``; L-BFGS-B for objectives without one) from the best
