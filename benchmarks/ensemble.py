@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tuner.api import FitConfig, fit
-from tuner.runlog import read_results
+from tuner.run.fit import FitConfig, fit
+from tuner.run.rundir import read_results
 
 
 def parallel(evals: int, delay: float, tmp: Path) -> list[dict]:
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=24)
     ap.add_argument("--delay", type=float, default=0.5)
     args = ap.parse_args()
-    from tuner.tables import markdown
+    from tuner.views.tables import markdown
     with tempfile.TemporaryDirectory() as tmp:
         print(f"## {args.evals} evaluations, --eval-delay {args.delay}, local comms\n")
         print(markdown(parallel(args.evals, args.delay, Path(tmp))))

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.objective import Objective, ObjectiveSpec
-from tuner.optimizers import make_optimizer
-from tuner.refit import minimize_inprocess
-from tuner.spaces import load_space
-from tuner.tables import markdown
+from tuner.fit.objective import Objective, ObjectiveSpec
+from tuner.fit.optimizers import make_optimizer
+from tuner.fit.loop import minimize_inprocess
+from tuner.laws.spaces import load_space
+from tuner.views.tables import markdown
 
 PROBLEMS = [("hoffmann", "chinchilla_epoch"), ("frantar", "frantar_t5"),
             ("generalized", "frantar_t5")]
@@ -165,7 +165,7 @@ def overhead_at(n: int, reps: int = 5) -> dict:
     from skopt import Optimizer as SkOptimizer
     from skopt.space import Real
 
-    from tuner.objective import evaluate
+    from tuner.fit.objective import evaluate
 
     space, obj, _ = problem("hoffmann", "chinchilla_epoch")
     rng = np.random.default_rng(n)

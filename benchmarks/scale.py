@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tuner.api import FitConfig, fit
-from tuner.objective import Objective, ObjectiveSpec, evaluate
-from tuner.spaces import load_space
-from tuner.tables import markdown
+from tuner.run.fit import FitConfig, fit
+from tuner.fit.objective import Objective, ObjectiveSpec, evaluate
+from tuner.laws.spaces import load_space
+from tuner.views.tables import markdown
 
 EPOCH = {"e": 1.8169, "a": 482.01, "b": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 

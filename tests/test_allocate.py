@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from tuner.allocate import hoffmann_closed_form, loss_at, optimal, optimal_sparsity
+from tuner.analysis.allocate import hoffmann_closed_form, loss_at, optimal, optimal_sparsity
 from tuner.errors import TunerError
 from tuner.laws import LAWS
-from tuner.planning import allocation_rows, bootstrap_sets, predict_one
-from tuner.spaces import published
+from tuner.analysis.planning import allocation_rows, bootstrap_sets, predict_one
+from tuner.laws.spaces import published
 
 TABLE2_C = 5.76e23  # Chinchilla's budget (Hoffmann et al. Table II / Table 3)
 

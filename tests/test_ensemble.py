@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_cli
-from tuner.api import FitConfig, fit, resume
-from tuner.runlog import read_results
+from tuner.run.fit import FitConfig, fit, resume
+from tuner.run.rundir import read_results
 
 
 def failing_objective(params):

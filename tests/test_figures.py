@@ -4,8 +4,8 @@ import json
 import pytest
 
 from tuner.errors import TunerError
-from tuner.figures import FIGURES, Source, draw
-from tuner.spaces import published
+from tuner.views.figures import FIGURES, Source, draw
+from tuner.laws.spaces import published
 
 
 def _run_dir(tmp_path, law, scale=1.1):
@@ -49,9 +49,9 @@ def test_cli_figures(cli, tmp_path):
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tuner.allocate import optimal  # noqa: E402
-from tuner.datasets import load  # noqa: E402
-from tuner.figures import (ISO_N, ISO_SPARSITIES, _abnar_path, abnar_path_curves,  # noqa: E402
+from tuner.analysis.allocate import optimal  # noqa: E402
+from tuner.data.datasets import load  # noqa: E402
+from tuner.views.figures import (ISO_N, ISO_SPARSITIES, _abnar_path, abnar_path_curves,  # noqa: E402
                            isoflop_curves, slope_sign_changes, token_curves)
 from tuner.laws import Runs, predict  # noqa: E402
 

@@ -5,7 +5,7 @@ import pytest
 
 from tuner.laws import LAWS, Runs, get_law, predict
 from tuner.errors import TunerError
-from tuner.spaces import published
+from tuner.laws.spaces import published
 
 
 def random_runs(rng, n=200, sparse=True):

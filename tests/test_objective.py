@@ -3,8 +3,8 @@ import pytest
 
 from tuner.errors import TunerError
 from tuner.laws import get_law
-from tuner.objective import PENALTY, Objective, ObjectiveSpec, huber
-from tuner.spaces import published
+from tuner.fit.objective import PENALTY, Objective, ObjectiveSpec, huber
+from tuner.laws.spaces import published
 
 EPOCH = {"e": 1.8169, "a": 482.01, "b": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
@@ -99,7 +99,7 @@ def _synthetic(tmp_path, law, truth, n=120, noise=0.0):
 
 @pytest.mark.parametrize("law", ["hoffmann", "frantar", "generalized"])
 def test_solve_linear_recovers_the_truth_and_respects_bounds(tmp_path, law):
-    from tuner.spaces import load_space
+    from tuner.laws.spaces import load_space
     truth = {k: v * 1.1 for k, v in published(law).items()}
     obj = Objective.from_spec(ObjectiveSpec(law, str(_synthetic(tmp_path, law, truth))))
     space = load_space(law)
@@ -120,8 +120,8 @@ def test_solve_linear_recovers_the_truth_and_respects_bounds(tmp_path, law):
 
 def test_gauss_newton_curvature_is_the_hessian_at_an_exact_fit(tmp_path):
     """With zero residuals J^T W J is the exact Hessian (mse), in internal coordinates too."""
-    from tuner.objective import evaluate
-    from tuner.spaces import load_space
+    from tuner.fit.objective import evaluate
+    from tuner.laws.spaces import load_space
     truth = {"e": 1.8, "a": 480.0, "b": 2100.0, "alpha": 0.35, "beta": 0.37}
     obj = Objective.from_spec(ObjectiveSpec("hoffmann", str(_synthetic(tmp_path, "hoffmann",
                                                                        truth)), kind="mse"))
@@ -149,8 +149,8 @@ def test_paper_objective_has_no_curvature():
 def test_solve_linear_keeps_the_fallback_for_what_the_data_cannot_determine():
     """Eq 7 on dense runs: c multiplies S = 0, so it keeps its default, and e, a, b are
     solved exactly as Eq 2's (the lemma)."""
-    from tuner.objective import evaluate
-    from tuner.spaces import load_space
+    from tuner.fit.objective import evaluate
+    from tuner.laws.spaces import load_space
     gen, hof = load_space("generalized"), load_space("hoffmann")
     obj_g = Objective.from_spec(ObjectiveSpec("generalized", "chinchilla_epoch"))
     obj_h = Objective.from_spec(ObjectiveSpec("hoffmann", "chinchilla_epoch"))
@@ -165,8 +165,8 @@ def test_solve_linear_keeps_the_fallback_for_what_the_data_cannot_determine():
 
 @pytest.mark.parametrize("fix", [{"bD": 0.0}, {"bD": float("nan")}])
 def test_unsolvable_weight_is_a_bad_point_not_a_crash(fix):
-    from tuner.objective import evaluate
-    from tuner.spaces import load_space
+    from tuner.fit.objective import evaluate
+    from tuner.laws.spaces import load_space
     space = load_space("frantar")
     obj = Objective.from_spec(ObjectiveSpec("frantar", "frantar_t5"))
     p = {**space.default(), **fix, **{n: np.nan for n in ("aS", "cS", "aD", "c")}}

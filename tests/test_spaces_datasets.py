@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.datasets import catalog, load
+from tuner.data.datasets import catalog, load
 from tuner.errors import TunerError
 from tuner.laws import LAWS
-from tuner.spaces import load_space, parse_assignments, published
+from tuner.laws.spaces import load_space, parse_assignments, published
 
 PUBLISHED = {  # SPEC.md's table, written here only to check the space files against it
     "hoffmann": {"e": 1.69, "a": 406.4, "b": 410.7, "alpha": 0.34, "beta": 0.28},
@@ -96,7 +96,7 @@ def test_shipped_datasets():
 
 
 def test_abnar_reconstructed_is_compute_optimal():
-    from tuner.allocate import loss_at
+    from tuner.analysis.allocate import loss_at
     f = load("abnar_reconstructed").frame
     p = published("abnar")
     for _, row in f.iterrows():

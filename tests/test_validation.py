@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from tuner.bootstrap import bootstrap
-from tuner.diagnostics import degenerate
-from tuner.objective import Objective, ObjectiveSpec
-from tuner.refit import minimize_inprocess
-from tuner.spaces import load_space
+from tuner.analysis.bootstrap import bootstrap
+from tuner.fit.diagnostics import degenerate
+from tuner.fit.objective import Objective, ObjectiveSpec
+from tuner.fit.loop import minimize_inprocess
+from tuner.laws.spaces import load_space
 
 EPOCH = {"a": 482.01, "b": 2085.43, "e": 1.8169, "alpha": 0.3478, "beta": 0.3658}
 

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Sequence
 
-from .errors import TunerError
+from tuner.errors import TunerError
 
 
 def _fmt_params(params: dict) -> str:
@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_fit(args) -> int:
-    from .api import FitConfig, fit
-    from .spaces import parse_assignments
+    from tuner.run.fit import FitConfig, fit
+    from tuner.laws.spaces import parse_assignments
     config = FitConfig(law=args.law, data=args.data, optimizer=args.optimizer, evals=args.evals,
                        seed=args.seed, objective=args.objective, delta=args.delta,
                        drop_outliers=not args.keep_outliers, surrogate=args.surrogate,
@@ -156,7 +156,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .api import resume
+    from tuner.run.fit import resume
     summary = resume(args.run_dir, args.evals, workers=args.workers, comms=args.comms,
                      quiet=args.quiet)
     if summary is not None:
@@ -188,7 +188,7 @@ def _print_summary(s: dict, as_json: bool) -> None:
 
 
 def cmd_score(args) -> int:
-    from .api import score
+    from tuner.run.fit import score
     s = score(args.law, args.data, args.coefficients, objective=args.objective,
               delta=args.delta, drop_outliers=not args.keep_outliers)
     if args.json:
@@ -201,16 +201,16 @@ def cmd_score(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from .datasets import summary_rows
-    from .tables import markdown
+    from tuner.data.datasets import summary_rows
+    from tuner.views.tables import markdown
     rows = summary_rows()
     print(json.dumps(rows, indent=2) if args.json else markdown(rows))
     return 0
 
 
 def cmd_laws(args) -> int:
-    from .laws import LAWS
-    from .spaces import published
+    from tuner.laws import LAWS
+    from tuner.laws.spaces import published
     for law in LAWS.values():
         print(f"{law.name} ({law.equation}, {law.description}): {_fmt_params(published(law.name))}")
     return 0
@@ -219,12 +219,12 @@ def cmd_laws(args) -> int:
 def cmd_reproduce(args) -> int:
     from pathlib import Path
 
-    from .reproduce import fig7
+    from tuner.views.reproduce import fig7
     if args.evals < 1 or args.seeds < 1 or args.workers < 1:
         raise TunerError("--evals, --seeds and --workers must be >= 1")
     result = fig7(Path(args.out), evals=args.evals, workers=args.workers, seeds=args.seeds,
                   x=args.x, quiet=args.quiet)
-    from .tables import markdown
+    from tuner.views.tables import markdown
     print(markdown(result["rows"]))
     print(f"figure: {result['figure'][0]}")
     return 0
@@ -233,8 +233,8 @@ def cmd_reproduce(args) -> int:
 def cmd_compare(args) -> int:
     from pathlib import Path
 
-    from .reports import compare
-    from .tables import markdown
+    from tuner.views.reports import compare
+    from tuner.views.tables import markdown
     out = Path(args.out)
     rows = compare(args.run_dirs, out, x=args.x)
     print(markdown(rows))
@@ -243,7 +243,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .reports import report
+    from tuner.views.reports import report
     paths = report(args.run_dir, args.out)
     print(f"figure: {paths[0]}")
     return 0
@@ -290,16 +290,16 @@ def _accept_negative_floats(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_figures(args) -> int:
-    from .figures import draw
+    from tuner.views.figures import draw
     for path in draw(args.out, args.coefficients, args.only):
         print(path)
     return 0
 
 
 def cmd_allocate(args) -> int:
-    from .api import coefficients
-    from .planning import allocation_rows, bootstrap_sets
-    from .tables import markdown
+    from tuner.run.fit import coefficients
+    from tuner.analysis.planning import allocation_rows, bootstrap_sets
+    from tuner.views.tables import markdown
     params = coefficients(args.law, args.coefficients)
     rows = allocation_rows(args.law, params, args.compute,
                            None if args.optimal_sparsity else args.sparsity, args.s_max,
@@ -309,8 +309,8 @@ def cmd_allocate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .api import coefficients
-    from .planning import bootstrap_sets, predict_one
+    from tuner.run.fit import coefficients
+    from tuner.analysis.planning import bootstrap_sets, predict_one
     out = predict_one(args.law, coefficients(args.law, args.coefficients), args.n_active,
                       args.tokens, args.sparsity, args.n_total,
                       bootstrap_sets(args.law, args.coefficients))
@@ -351,11 +351,11 @@ def _add_validation_parsers(sub) -> None:
 
 
 def cmd_validate(args) -> int:
-    from .datasets import load
-    from .objective import ObjectiveSpec
-    from .spaces import load_space
-    from .tables import markdown
-    from .validate import holdout, leave_one_out, train_mask
+    from tuner.data.datasets import load
+    from tuner.fit.objective import ObjectiveSpec
+    from tuner.laws.spaces import load_space
+    from tuner.views.tables import markdown
+    from tuner.analysis.validate import holdout, leave_one_out, train_mask
     if args.loo == bool(args.train):
         raise TunerError("validate: give exactly one of --train EXPR or --loo")
     if args.evals < 1:
@@ -382,8 +382,8 @@ def cmd_validate(args) -> int:
 def cmd_rank(args) -> int:
     from pathlib import Path
 
-    from .rank import rank
-    from .tables import markdown, write_tables
+    from tuner.analysis.rank import rank
+    from tuner.views.tables import markdown, write_tables
     rows = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
                 drop_outliers=not args.keep_outliers)
     print(markdown(rows))

@@ -1,12 +1,11 @@
-"""Where the shipped search spaces and datasets live (the project root) and where runs go."""
+"""Where the shipped search spaces and datasets live (package data) and where runs go."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-ROOT = Path(os.environ.get("TUNER_HOME", Path(__file__).resolve().parent.parent))
-SPACES_DIR = ROOT / "search_spaces"
-DATASETS_DIR = ROOT / "datasets"
+PACKAGE = Path(__file__).resolve().parent
+SPACES_DIR = PACKAGE / "laws" / "search_spaces"
+DATASETS_DIR = PACKAGE / "data" / "shipped"
 
 
 def runs_dir() -> Path:

@@ -15,9 +15,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .objective import PENALTY, Objective, ObjectiveSpec, evaluate as evaluate_builtin
-from .runlog import append_row, timestamp
-from .spaces import Space
+from tuner.fit.objective import PENALTY, Objective, ObjectiveSpec, evaluate as evaluate_builtin
+from tuner.run.rundir import append_row, timestamp
+from tuner.laws.spaces import Space
 
 COMMS = ("local", "threads", "mpi")
 _OBJECTIVE_CACHE: dict[tuple, Callable] = {}

@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import TunerError
+from tuner.errors import TunerError
 
 Params = Mapping[str, "np.ndarray | float"]
 

@@ -1,8 +1,8 @@
 """Optimizers behind one ask/tell interface, by name."""
 from __future__ import annotations
 
-from ..errors import TunerError
-from ..spaces import Space
+from tuner.errors import TunerError
+from tuner.laws.spaces import Space
 from .base import Config, Optimizer, config_key
 from .lbfgs import LBFGSOptimizer
 from .sampling import GridSearch, RandomSearch

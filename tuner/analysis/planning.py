@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .allocate import Allocation, optimal, optimal_sparsity
-from .errors import TunerError
-from .laws import Runs, get_law, predict
+from tuner.analysis.allocate import Allocation, optimal, optimal_sparsity
+from tuner.errors import TunerError
+from tuner.laws import Runs, get_law, predict
 
 INTERVAL = (2.5, 97.5)  # percentiles of the bootstrap sets: a 95% interval
 

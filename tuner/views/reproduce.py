@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import FitConfig, fit
-from .laws import get_law
-from .reports import RunTrace, convergence_figure, panel_key
-from .spaces import published
-from .tables import write_tables
+from tuner.run.fit import FitConfig, fit
+from tuner.laws import get_law
+from tuner.views.reports import RunTrace, convergence_figure, panel_key
+from tuner.laws.spaces import published
+from tuner.views.tables import write_tables
 
 PANELS = [  # (law, dataset): measured losses only, never pooled across corpora
     ("hoffmann", "chinchilla_epoch"),
@@ -30,7 +30,7 @@ def _fit(law, data, optimizer, evals, seed, workers, out: Path, quiet: bool) -> 
     run_dir = out / "runs" / f"{law}-{data}" / f"{optimizer}-s{seed}"
     if not (run_dir / "summary.json").exists():
         if run_dir.exists():  # an interrupted earlier attempt: finish it, re-run nothing
-            from .api import resume
+            from tuner.run.fit import resume
             resume(run_dir, quiet=True)
         else:
             fit(FitConfig(law, data, optimizer=optimizer, evals=evals, seed=seed,
@@ -107,5 +107,5 @@ def fig7(out: Path, *, evals: int = 200, workers: int = 1, seeds: int = 1, x: st
 
 
 def _n_runs(data: str) -> int:
-    from .datasets import load
+    from tuner.data.datasets import load
     return len(load(data))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets import Dataset
-from .errors import TunerError
-from .objective import Objective, ObjectiveSpec
-from .refit import minimize_inprocess
-from .spaces import Space
+from tuner.data.datasets import Dataset
+from tuner.errors import TunerError
+from tuner.fit.objective import Objective, ObjectiveSpec
+from tuner.fit.loop import minimize_inprocess
+from tuner.laws.spaces import Space
 
 ID_COLUMNS = ("run_id",)
 

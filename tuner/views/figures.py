@@ -24,10 +24,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from .allocate import loss_at, optimal  # noqa: E402
-from .datasets import load  # noqa: E402
-from .errors import TunerError  # noqa: E402
-from .laws import LAWS, Runs, predict  # noqa: E402
+from tuner.analysis.allocate import loss_at, optimal  # noqa: E402
+from tuner.data.datasets import load  # noqa: E402
+from tuner.errors import TunerError  # noqa: E402
+from tuner.laws import LAWS, Runs, predict  # noqa: E402
 
 ISO_COMPUTE = 1e20
 ISO_SPARSITIES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98)
@@ -65,7 +65,7 @@ class Source:
                 raise TunerError(f"{summary}: unknown law {self.law!r}")
 
     def params(self, law: str) -> dict[str, float]:
-        from .api import coefficients
+        from tuner.run.fit import coefficients
         return coefficients(law, self.spec if law == self.law else "published")
 
     def label(self, laws: Sequence[str]) -> str:
@@ -152,8 +152,8 @@ def token_curves(src: Source, laws: Sequence[str], data: str = "frantar_t5",
 @lru_cache(maxsize=None)
 def _abnar_path(sparsity: float, c_lo: float, c_hi: float, points: int) -> pd.DataFrame:
     """(N_total, N_active, D) of published Eq 5's compute optimum: where abnar_reconstructed
-    placed its runs (datasets/build.py), on a dense compute grid."""
-    from .spaces import published
+    placed its runs (tuner/data/shipped/build.py), on a dense compute grid."""
+    from tuner.laws.spaces import published
     p5 = published("abnar")
     rows = [optimal("abnar", p5, float(c), sparsity).as_dict()
             for c in np.logspace(np.log10(c_lo), np.log10(c_hi), points)]
@@ -276,7 +276,7 @@ FIGURES: dict[str, Figure] = {
                    ("abnar", "generalized"), lambda ax, s: _abnar(ax, s, ("abnar", "generalized")),
                    width=8.4,
                    caption="Lines: each law along published Eq 5's compute-optimal (N, D) for "
-                           "each sparsity,\nwhere datasets/build.py placed the 35 runs; "
+                           "each sparsity,\nwhere tuner/data/shipped/build.py placed the 35 runs; "
                            "circles: those runs."),
     "fig8": Figure(f"Eq 7 isoFLOP curves at C = {ISO_COMPUTE:.0e} FLOPs by sparsity",
                    ("generalized",), lambda ax, s: _isoflop(ax, s, "generalized"),

@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from .laws import Runs, get_law, predict
+from tuner.laws import Runs, get_law, predict
 
 
 @dataclass(frozen=True)

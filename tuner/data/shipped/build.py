@@ -16,9 +16,9 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tuner.allocate import optimal  # noqa: E402
+from tuner.analysis.allocate import optimal  # noqa: E402
 from tuner.laws import Runs, predict  # noqa: E402
-from tuner.spaces import published  # noqa: E402
+from tuner.laws.spaces import published  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "datasets"
 CORE = ["run_id", "n_total", "n_active", "tokens", "sparsity", "loss", "loss_source"]

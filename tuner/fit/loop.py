@@ -10,9 +10,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .objective import Objective, evaluate
-from .optimizers import make_optimizer
-from .spaces import Space
+from tuner.fit.objective import Objective, evaluate
+from tuner.fit.optimizers import make_optimizer
+from tuner.laws.spaces import Space
 
 
 def warm_space(space: Space, start: Mapping[str, float]) -> Space:

@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from .errors import TunerError
+from tuner.errors import TunerError
 
 LOG_VERSION = 1
 FIXED_COLUMNS = ("eval_id",)

@@ -14,10 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .errors import TunerError  # noqa: E402
-from .objective import PENALTY  # noqa: E402
-from .runlog import RunDir  # noqa: E402
-from .tables import write_tables  # noqa: E402
+from tuner.errors import TunerError  # noqa: E402
+from tuner.fit.objective import PENALTY  # noqa: E402
+from tuner.run.rundir import RunDir  # noqa: E402
+from tuner.views.tables import write_tables  # noqa: E402
 
 COLORS = {"ytopt": "tab:blue", "grid": "tab:orange", "random": "tab:green",
           "lbfgs": "black"}
@@ -151,7 +151,7 @@ def compare(run_dirs: Sequence[str | Path], out: Path, *, x: str = "eval") -> li
 def report(run_dir: str | Path, out: Path | None = None) -> list[Path]:
     """A fit's figure: predicted vs observed loss per run (log axes, by sparsity), residuals
     against compute, and the fitted law over N at the dataset's token counts."""
-    from .api import FitConfig, prepare
+    from tuner.run.fit import FitConfig, prepare
     trace = RunTrace.read(run_dir)
     if not trace.summary:
         raise TunerError(f"{trace.path}: no summary.json yet ('tuner resume' finishes it)")
@@ -177,7 +177,7 @@ def report(run_dir: str | Path, out: Path | None = None) -> list[Path]:
     a2.set(xscale="log", xlabel="training compute 6·N_active·D (FLOPs)",
            ylabel="log residual  log L_pred − log L_obs",
            title=f"residuals (rmse_log {trace.summary['rmse_log']:.4f})")
-    from .laws import Runs, predict
+    from tuner.laws import Runs, predict
     sparsities = np.unique(np.round(s, 3))[:6]
     tokens = np.unique(frame["tokens"].round(-6))
     tokens = tokens[np.linspace(0, len(tokens) - 1, min(3, len(tokens))).astype(int)]

@@ -102,7 +102,7 @@ class YtoptOptimizer(Optimizer):
         from skopt import Optimizer as SkOptimizer
         from skopt.space import Real
 
-        from ..laws import get_law
+        from tuner.laws import get_law
 
         surrogate = surrogate.upper()
         if surrogate not in SURROGATES:

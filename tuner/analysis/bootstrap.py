@@ -14,9 +14,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .objective import Objective
-from .refit import minimize_inprocess
-from .spaces import Space
+from tuner.fit.objective import Objective
+from tuner.fit.loop import minimize_inprocess
+from tuner.laws.spaces import Space
 
 LEVEL = 0.95
 BUDGET = 300      # evaluations per resample refit

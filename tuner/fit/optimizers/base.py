@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..spaces import Space
+from tuner.laws.spaces import Space
 
 Config = dict[str, float]
 

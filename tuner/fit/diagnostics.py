@@ -11,8 +11,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .datasets import Dataset
-from .spaces import Space
+from tuner.data.datasets import Dataset
+from tuner.laws.spaces import Space
 
 EDGE = 1e-3    # relative distance (internal coordinates) to a bound counted as "at the bound"
 SPREAD = 1.05  # max/min below which a column is treated as constant

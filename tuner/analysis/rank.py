@@ -11,14 +11,14 @@ import math
 
 import numpy as np
 
-from .datasets import Dataset, load
-from .diagnostics import degenerate
-from .errors import TunerError
-from .laws import LAWS
-from .objective import Objective, ObjectiveSpec
-from .refit import minimize_inprocess
-from .spaces import load_space
-from .validate import holdout
+from tuner.data.datasets import Dataset, load
+from tuner.fit.diagnostics import degenerate
+from tuner.errors import TunerError
+from tuner.laws import LAWS
+from tuner.fit.objective import Objective, ObjectiveSpec
+from tuner.fit.loop import minimize_inprocess
+from tuner.laws.spaces import load_space
+from tuner.analysis.validate import holdout
 
 TRAIN_SHARE = 0.75
 

@@ -16,9 +16,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import TunerError
-from .laws import get_law
-from .paths import SPACES_DIR
+from tuner.errors import TunerError
+from tuner.laws import get_law
+from tuner.paths import SPACES_DIR
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import TunerError
-from .laws import Runs
-from .paths import DATASETS_DIR
+from tuner.errors import TunerError
+from tuner.laws import Runs
+from tuner.paths import DATASETS_DIR
 
 REQUIRED = ("n_total", "n_active", "tokens", "sparsity")
 CATALOG = DATASETS_DIR / "catalog.json"

@@ -15,12 +15,12 @@ import math
 
 import numpy as np
 
-from .datasets import Dataset
-from .errors import TunerError
-from .laws import Law, get_law
+from tuner.data.datasets import Dataset
+from tuner.errors import TunerError
+from tuner.laws import Law, get_law
 
 if TYPE_CHECKING:
-    from .spaces import Space
+    from tuner.laws.spaces import Space
 
 OBJECTIVES = ("huber", "mse", "paper")
 PENALTY = 1.0e6
@@ -69,7 +69,7 @@ class Objective:
 
     @classmethod
     def from_spec(cls, spec: ObjectiveSpec) -> "Objective":
-        from .datasets import load
+        from tuner.data.datasets import load
         return cls(spec, load(spec.data, drop_outliers=spec.drop_outliers,
                               need_loss=spec.kind != "paper"))
 
