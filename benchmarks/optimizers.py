@@ -26,7 +26,7 @@ import numpy as np
 from tuner.fit.objective import Objective, ObjectiveSpec
 from tuner.fit.optimizers import make_optimizer
 from tuner.fit.loop import minimize_inprocess
-from tuner.laws.spaces import load_space
+from tuner.laws.spaces import paper_space
 from tuner.views.tables import markdown
 
 PROBLEMS = [("hoffmann", "chinchilla_epoch"), ("frantar", "frantar_t5"),
@@ -123,7 +123,7 @@ _PROBLEM_CACHE: dict = {}
 
 def problem(law: str, data: str):
     if (law, data) not in _PROBLEM_CACHE:
-        space = load_space(law)
+        space = paper_space(law)
         obj = Objective.from_spec(ObjectiveSpec(law, data))
         params = space.default()
         t = time.perf_counter()

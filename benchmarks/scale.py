@@ -21,7 +21,7 @@ import pandas as pd
 
 from tuner.run.fit import FitConfig, fit
 from tuner.fit.objective import Objective, ObjectiveSpec, evaluate
-from tuner.laws.spaces import load_space
+from tuner.laws.spaces import paper_space
 from tuner.views.tables import markdown
 
 EPOCH = {"e": 1.8169, "a": 482.01, "b": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -44,7 +44,7 @@ def timed(fn, reps: int) -> float:
 
 def objective_costs(path: Path, reps: int) -> dict:
     obj = Objective.from_spec(ObjectiveSpec("hoffmann", str(path)))
-    space = load_space("hoffmann")
+    space = paper_space("hoffmann")
     p = space.default()
     nan = {**p, "e": np.nan, "a": np.nan, "b": np.nan}
     return {"rows": len(obj.dataset),

@@ -5,6 +5,14 @@ from tuner.errors import TunerError
 from tuner.laws import get_law
 from tuner.fit.objective import PENALTY, Objective, ObjectiveSpec, huber
 from tuner.laws.spaces import published
+from tuner.fit.evaluation import evaluate
+from tuner.laws.spaces import paper_space
+
+
+def _ev(obj, space, p):
+    """(scored coefficients, value, gradient, curvature) of one evaluation."""
+    ev = evaluate(obj, space, p)
+    return ev.params, ev.value, ev.grad, ev.curvature
 
 EPOCH = {"e": 1.8169, "a": 482.01, "b": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
@@ -99,10 +107,9 @@ def _synthetic(tmp_path, law, truth, n=120, noise=0.0):
 
 @pytest.mark.parametrize("law", ["hoffmann", "frantar", "generalized"])
 def test_solve_linear_recovers_the_truth_and_respects_bounds(tmp_path, law):
-    from tuner.laws.spaces import load_space
     truth = {k: v * 1.1 for k, v in published(law).items()}
     obj = Objective.from_spec(ObjectiveSpec(law, str(_synthetic(tmp_path, law, truth))))
-    space = load_space(law)
+    space = paper_space(law)
     lw = get_law(law)
     bounds = {d.name: (d.lower, d.upper) for d in space.dims}
     start = {**truth, **{n: np.nan for n in lw.linear}}
@@ -120,22 +127,20 @@ def test_solve_linear_recovers_the_truth_and_respects_bounds(tmp_path, law):
 
 def test_gauss_newton_curvature_is_the_hessian_at_an_exact_fit(tmp_path):
     """With zero residuals J^T W J is the exact Hessian (mse), in internal coordinates too."""
-    from tuner.fit.objective import evaluate
-    from tuner.laws.spaces import load_space
     truth = {"e": 1.8, "a": 480.0, "b": 2100.0, "alpha": 0.35, "beta": 0.37}
     obj = Objective.from_spec(ObjectiveSpec("hoffmann", str(_synthetic(tmp_path, "hoffmann",
                                                                        truth)), kind="mse"))
-    space = load_space("hoffmann")
+    space = paper_space("hoffmann")
     u = space.encode(truth)
-    _, _, _, curv = evaluate(obj, space, truth)
+    _, _, _, curv = _ev(obj, space, truth)
     fd = np.zeros_like(curv)
     for i in range(len(u)):
         h = 1e-5
         up, down = u.copy(), u.copy()
         up[i] += h
         down[i] -= h
-        fd[:, i] = (evaluate(obj, space, space.decode(up))[2]
-                    - evaluate(obj, space, space.decode(down))[2]) / (2 * h)
+        fd[:, i] = (_ev(obj, space, space.decode(up))[2]
+                    - _ev(obj, space, space.decode(down))[2]) / (2 * h)
     np.testing.assert_allclose(curv, fd, rtol=1e-4, atol=1e-10)
     assert np.all(np.linalg.eigvalsh(curv) >= -1e-12)
 
@@ -149,14 +154,12 @@ def test_paper_objective_has_no_curvature():
 def test_solve_linear_keeps_the_fallback_for_what_the_data_cannot_determine():
     """Eq 7 on dense runs: c multiplies S = 0, so it keeps its default, and e, a, b are
     solved exactly as Eq 2's (the lemma)."""
-    from tuner.fit.objective import evaluate
-    from tuner.laws.spaces import load_space
-    gen, hof = load_space("generalized"), load_space("hoffmann")
+    gen, hof = paper_space("generalized"), paper_space("hoffmann")
     obj_g = Objective.from_spec(ObjectiveSpec("generalized", "chinchilla_epoch"))
     obj_h = Objective.from_spec(ObjectiveSpec("hoffmann", "chinchilla_epoch"))
     nan = {n: np.nan for n in ("e", "a", "b")}
-    pg, vg, *_ = evaluate(obj_g, gen, {**gen.default(), **nan, "c": np.nan})
-    ph, vh, *_ = evaluate(obj_h, hof, {**hof.default(), **nan})
+    pg, vg, *_ = _ev(obj_g, gen, {**gen.default(), **nan, "c": np.nan})
+    ph, vh, *_ = _ev(obj_h, hof, {**hof.default(), **nan})
     assert pg["c"] == gen.default()["c"]
     for n in ("e", "a", "b"):
         assert pg[n] == pytest.approx(ph[n], rel=1e-9), n
@@ -165,12 +168,10 @@ def test_solve_linear_keeps_the_fallback_for_what_the_data_cannot_determine():
 
 @pytest.mark.parametrize("fix", [{"bD": 0.0}, {"bD": float("nan")}])
 def test_unsolvable_weight_is_a_bad_point_not_a_crash(fix):
-    from tuner.fit.objective import evaluate
-    from tuner.laws.spaces import load_space
-    space = load_space("frantar")
+    space = paper_space("frantar")
     obj = Objective.from_spec(ObjectiveSpec("frantar", "frantar_t5"))
     p = {**space.default(), **fix, **{n: np.nan for n in ("aS", "cS", "aD", "c")}}
-    done, value, grad, curv = evaluate(obj, space, p)
+    done, value, grad, curv = _ev(obj, space, p)
     assert not any(np.isnan(done[n]) for n in ("aS", "cS", "aD", "c"))
     assert done["aD"] == space.default()["aD"]  # aD^0: no weight to solve
     assert np.isfinite(value)

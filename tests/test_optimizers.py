@@ -2,51 +2,52 @@ import numpy as np
 import pytest
 
 from tuner.errors import TunerError
+from tuner.fit.evaluation import evaluate
+from tuner.fit.loop import InProcess, drive as run_loop
 from tuner.fit.objective import Objective, ObjectiveSpec
 from tuner.fit.optimizers import OPTIMIZERS, config_key, make_optimizer
 from tuner.fit.optimizers.sampling import grid_shape
-from tuner.fit.objective import evaluate
-from tuner.laws.spaces import load_space
+from tuner.laws.spaces import paper_space
 
 EPOCH = {"e": 1.8169, "a": 482.01, "b": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
 
 @pytest.fixture(scope="module")
 def problem():
-    return load_space("hoffmann"), Objective.from_spec(ObjectiveSpec("hoffmann",
+    return paper_space("hoffmann"), Objective.from_spec(ObjectiveSpec("hoffmann",
                                                                      "chinchilla_epoch"))
+
+
+CONTEXT = ("gradients", "n_starts", "profile_allowed")
+
+
+def make(name, space, *, seed=0, budget=100, **kw):
+    """make_optimizer with the user's options and the caller's context told apart."""
+    return make_optimizer(name, space, seed=seed, budget=budget,
+                          options={k: v for k, v in kw.items() if k not in CONTEXT},
+                          context={k: v for k, v in kw.items() if k in CONTEXT})
 
 
 def score(opt, obj, c):
     """(scored coefficients, value, gradient, curvature in internal coordinates), as the
     workers return them."""
-    return evaluate(obj, opt.space, c)
+    ev = evaluate(obj, opt.space, c)
+    return ev.params, ev.value, ev.grad, ev.curvature
 
 
 def drive(opt, obj, budget, batch=1, gradients=True):
-    """Serial ask/tell loop, with ``batch`` points in flight as the ensemble would."""
-    inflight, n, history = [], 0, []
-    while n < budget:
-        room = min(batch - len(inflight), budget - n)
-        new = opt.ask(room) if room > 0 else []
-        inflight += new
-        n += len(new)
-        if not inflight:
-            break
-        inflight, rest = inflight[:1], inflight[1:]
-        for c in inflight:
-            done, v, g, h = score(opt, obj, c)
-            opt.tell([done], [v], [g] if gradients else None, asked=[c],
-                     curvatures=[h] if gradients else None)
-            history.append((config_key(opt.space, done), v))
-        inflight = rest
-        if n >= budget:
-            for c in inflight:
-                done, v, g, h = score(opt, obj, c)
-                opt.tell([done], [v], [g] if gradients else None, asked=[c],
-                         curvatures=[h] if gradients else None)
-                history.append((config_key(opt.space, done), v))
-            inflight = []
+    """The one ask/tell loop, with ``batch`` points in flight as the ensemble would."""
+    history = []
+
+    def one(i, c):
+        ev = evaluate(obj, opt.space, c, i)
+        if not gradients:
+            ev.grad = ev.curvature = None
+        return ev
+
+    run_loop(opt, InProcess(one), budget=budget, workers=batch,
+             on_results=lambda evs: history.extend((config_key(opt.space, e.params), e.value)
+                                                   for e in evs))
     return history
 
 
@@ -55,7 +56,8 @@ def test_contract_and_reproducible(problem, name):
     space, obj = problem
     runs = []
     for _ in range(2):
-        opt = make_optimizer(name, space, seed=3, budget=40, n_initial_points=5)
+        opt = make(name, space, seed=3, budget=40,
+                   **({"n_initial_points": 5} if name == "ytopt" else {}))
         runs.append(drive(opt, obj, 14, batch=2))
     assert runs[0] == runs[1]
     keys = [k for k, _ in runs[0]]
@@ -69,7 +71,7 @@ def test_contract_and_reproducible(problem, name):
 @pytest.mark.parametrize("surrogate", ["RF", "ET", "GBRT", "GP"])
 def test_ytopt_surrogates_default_first_and_learn(problem, surrogate):
     space, obj = problem
-    opt = make_optimizer("ytopt", space, seed=0, budget=16, surrogate=surrogate,
+    opt = make("ytopt", space, seed=0, budget=16, surrogate=surrogate,
                          n_initial_points=5)
     first = opt.ask(1)[0]
     # The published exponents first, their linear coefficients left to the evaluator.
@@ -84,7 +86,7 @@ def test_ytopt_surrogates_default_first_and_learn(problem, surrogate):
 
 def test_ytopt_faithful_is_ytopt_as_published(problem):
     space, obj = problem
-    opt = make_optimizer("ytopt", space, seed=0, budget=16, faithful=True, n_initial_points=5)
+    opt = make("ytopt", space, seed=0, budget=16, faithful=True, n_initial_points=5)
     assert opt.ask(1)[0] == space.default()
     assert opt.n_bo is None and not opt.solved and not opt.log_y
     assert opt._opt.base_estimator_.n_estimators == 100 and opt._opt.n_points == 10000
@@ -92,7 +94,7 @@ def test_ytopt_faithful_is_ytopt_as_published(problem):
 
 def test_ytopt_profile_searches_exponents_and_solves_the_rest(problem):
     space, obj = problem
-    opt = make_optimizer("ytopt", space, seed=1, budget=40)
+    opt = make("ytopt", space, seed=1, budget=40)
     assert [d.name for d in opt.searched] == ["alpha", "beta"] and opt.solved == ["e", "a", "b"]
     hist = drive(opt, obj, 40)
     assert len(hist) == 40 and _near_unique([k for k, _ in hist])
@@ -106,7 +108,7 @@ def test_ytopt_profile_searches_exponents_and_solves_the_rest(problem):
 
 def test_ytopt_lies_never_become_observations(problem):
     space, obj = problem
-    opt = make_optimizer("ytopt", space, seed=0, budget=30, n_initial_points=3)
+    opt = make("ytopt", space, seed=0, budget=30, n_initial_points=3)
     batch = opt.ask(3)
     done, values, _, _ = zip(*(score(opt, obj, c) for c in batch))
     with pytest.raises(ValueError, match="unsolved"):
@@ -119,13 +121,25 @@ def test_ytopt_lies_never_become_observations(problem):
 
 
 def test_unknown_options():
-    space = load_space("hoffmann")
+    space = paper_space("hoffmann")
     with pytest.raises(TunerError, match="unknown optimizer"):
         make_optimizer("bogus", space)
     with pytest.raises(TunerError, match="unknown surrogate"):
-        make_optimizer("ytopt", space, surrogate="XGB")
+        make("ytopt", space, surrogate="XGB")
     with pytest.raises(TunerError, match="unknown liar"):
-        make_optimizer("ytopt", space, liar="cl_median")
+        make("ytopt", space, liar="cl_median")
+
+
+@pytest.mark.parametrize("name,options", [
+    ("grid", {"surrogate": "GP"}), ("grid", {"polish": 0.5}), ("random", {"faithful": True}),
+    ("lbfgs", {"liar": "cl_min"}), ("lbfgs", {"n_initial_points": 3})])
+def test_options_an_optimizer_does_not_use_are_refused(problem, name, options):
+    space, _ = problem
+    flag = {"surrogate": "--surrogate", "polish": "--polish", "faithful": "--faithful",
+            "liar": "--liar", "n_initial_points": "--initial-points"}[next(iter(options))]
+    with pytest.raises(TunerError, match=f"{flag}: not used by --optimizer {name}"):
+        make_optimizer(name, space, options=options)
+    make_optimizer(name, space, options={k: None for k in options})  # not given: fine
 
 
 def test_grid_shape_and_exhaustion(problem):
@@ -133,7 +147,7 @@ def test_grid_shape_and_exhaustion(problem):
     assert np.prod(grid_shape(5, 200)) <= 200 and min(grid_shape(5, 200)) >= 2
     assert grid_shape(2, 10) == [4, 2] or np.prod(grid_shape(2, 10)) <= 10
     space, obj = problem
-    opt = make_optimizer("grid", space, seed=0, budget=40)
+    opt = make("grid", space, seed=0, budget=40)
     hist = drive(opt, obj, 1000, batch=4)
     assert len(hist) == np.prod(opt.shape) <= 40 and opt.finished
 
@@ -141,8 +155,8 @@ def test_grid_shape_and_exhaustion(problem):
 def test_resume_by_telling_history_skips_done_points(problem):
     space, obj = problem
     for name in ("random", "grid", "lbfgs"):
-        full = drive(make_optimizer(name, space, seed=1, budget=60), obj, 30)
-        opt = make_optimizer(name, space, seed=1, budget=60)
+        full = drive(make(name, space, seed=1, budget=60), obj, 30)
+        opt = make(name, space, seed=1, budget=60)
         done = full[:12]
         opt.tell([space.complete(dict(zip(space.names, k))) for k, _ in done],
                  [v for _, v in done])
@@ -155,7 +169,7 @@ def test_resume_by_telling_history_skips_done_points(problem):
 @pytest.mark.parametrize("gradients,budget", [(True, 400), (False, 3000)])
 def test_lbfgs_reaches_epoch_refit(problem, gradients, budget):
     space, obj = problem
-    opt = make_optimizer("lbfgs", space, seed=0, budget=budget, gradients=gradients)
+    opt = make("lbfgs", space, seed=0, budget=budget, gradients=gradients)
     drive(opt, obj, budget, batch=2, gradients=gradients)
     best = opt.best()
     assert best[1] <= obj(EPOCH) * (1 + 1e-6)
@@ -168,7 +182,7 @@ def test_ytopt_default_beats_epoch_refit_in_60_evaluations(problem):
     """Profile + Levenberg-Marquardt polish: Epoch's refit scores 0.00102095."""
     from tuner.fit.optimizers.newton import NewtonSearch
     space, obj = problem
-    opt = make_optimizer("ytopt", space, seed=0, budget=60)
+    opt = make("ytopt", space, seed=0, budget=60)
     hist = drive(opt, obj, 60)
     assert isinstance(opt._local, NewtonSearch)
     assert min(v for _, v in hist) < 0.0010184
@@ -176,7 +190,7 @@ def test_ytopt_default_beats_epoch_refit_in_60_evaluations(problem):
 
 def test_newton_polish_in_parallel_is_reproducible_and_in_bounds(problem):
     space, obj = problem
-    runs = [drive(make_optimizer("ytopt", space, seed=2, budget=70), obj, 70, batch=3)
+    runs = [drive(make("ytopt", space, seed=2, budget=70), obj, 70, batch=3)
             for _ in range(2)]
     assert runs[0] == runs[1]
     keys = [k for k, _ in runs[0]]
@@ -190,7 +204,7 @@ def test_newton_polish_in_parallel_is_reproducible_and_in_bounds(problem):
 def test_polish_without_curvature_falls_back_to_lbfgs(problem):
     from tuner.fit.optimizers.lbfgs import LocalSearch
     space, obj = problem
-    opt = make_optimizer("ytopt", space, seed=0, budget=120, gradients=False)
+    opt = make("ytopt", space, seed=0, budget=120, gradients=False)
     hist = drive(opt, obj, 120, gradients=False)  # values only: finite differences
     assert isinstance(opt._local, LocalSearch) and len(opt.y) == 120
     bayes_best = min(v for _, v in hist[:opt.n_bo])
@@ -205,13 +219,13 @@ def _near_unique(keys) -> bool:
 def test_no_evaluation_repeats_up_to_round_off(problem):
     space, obj = problem
     for batch in (1, 2):
-        hist = drive(make_optimizer("ytopt", space, seed=4, budget=80), obj, 80, batch=batch)
+        hist = drive(make("ytopt", space, seed=4, budget=80), obj, 80, batch=batch)
         assert len(hist) == 80 and _near_unique([k for k, _ in hist]), batch
 
 
 def test_gp_hedge_learns_with_points_in_flight(problem):
     space, obj = problem
-    opt = make_optimizer("ytopt", space, seed=0, budget=40, polish=0.0, n_initial_points=5)
+    opt = make("ytopt", space, seed=0, budget=40, polish=0.0, n_initial_points=5)
     drive(opt, obj, 30, batch=2)
     assert np.any(opt._opt.gains_ != 0)  # the real optimizer is fitted, not only its copies
     assert len(opt._opt.yi) + len(opt._buffer) == 30
@@ -223,7 +237,7 @@ def test_log_bounds_are_never_overshot(problem):
     space, obj = problem
     tight = replace(space, dims=tuple(replace(d, upper=223.0, default=200.0) if d.name == "a"
                                       else d for d in space.dims))
-    opt = make_optimizer("ytopt", tight, seed=0, budget=150, profile=False, polish=0.5)
+    opt = make("ytopt", tight, seed=0, budget=150, profile=False, polish=0.5)
     hist = drive(opt, obj, 150)
     assert len(hist) == 150
     for k, _ in hist:
@@ -234,4 +248,4 @@ def test_log_bounds_are_never_overshot(problem):
 def test_faithful_takes_no_polish(problem):
     space, _ = problem
     with pytest.raises(TunerError, match="faithful"):
-        make_optimizer("ytopt", space, faithful=True, polish=0.5)
+        make("ytopt", space, faithful=True, polish=0.5)

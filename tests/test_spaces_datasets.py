@@ -7,7 +7,7 @@ import pytest
 from tuner.data.datasets import catalog, load
 from tuner.errors import TunerError
 from tuner.laws import LAWS
-from tuner.laws.spaces import load_space, parse_assignments, published
+from tuner.laws.spaces import load_space, paper_space, parse_assignments, published
 
 PUBLISHED = {  # SPEC.md's table, written here only to check the space files against it
     "hoffmann": {"e": 1.69, "a": 406.4, "b": 410.7, "alpha": 0.34, "beta": 0.28},
@@ -21,7 +21,7 @@ PUBLISHED = {  # SPEC.md's table, written here only to check the space files aga
 
 @pytest.mark.parametrize("law", sorted(LAWS))
 def test_shipped_space_loads_with_published_defaults(law):
-    space = load_space(law)
+    space = paper_space(law)
     assert space.all_names == list(LAWS[law].params)
     for d in space.dims:
         assert d.lower < d.default < d.upper
@@ -30,7 +30,7 @@ def test_shipped_space_loads_with_published_defaults(law):
 
 
 def test_large_coefficients_are_log_scale():
-    space = load_space("hoffmann")
+    space = paper_space("hoffmann")
     logs = {d.name: d.log for d in space.dims}
     assert logs["a"] and logs["b"] and not logs["alpha"]
     u = space.encode(space.default())
@@ -38,14 +38,14 @@ def test_large_coefficients_are_log_scale():
 
 
 def test_fixed_coefficients():
-    space = load_space("hoffmann").with_fixed({"alpha": 0.34})
+    space = paper_space("hoffmann").with_fixed({"alpha": 0.34})
     assert "alpha" not in space.names and space.default()["alpha"] == 0.34
     with pytest.raises(TunerError, match="not a coefficient"):
-        load_space("hoffmann").with_fixed({"zeta": 1})
+        paper_space("hoffmann").with_fixed({"zeta": 1})
 
 
 def _write_space(tmp_path, mutate):
-    data = json.loads(load_space("hoffmann").source and open(load_space("hoffmann").source).read())
+    data = json.loads(paper_space("hoffmann").source and open(paper_space("hoffmann").source).read())
     mutate(data)
     path = tmp_path / "space.json"
     path.write_text(json.dumps(data))

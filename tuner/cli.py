@@ -26,12 +26,12 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
     p.add_argument("--keep-outliers", action="store_true",
                    help="keep rows flagged outlier (dropped by default, as Epoch AI did)")
-    p.add_argument("--surrogate", default="RF",
+    p.add_argument("--surrogate", default=None,
                    help="ytopt surrogate: RF (default), ET, GBRT or GP")
-    p.add_argument("--liar", default="cl_max",
+    p.add_argument("--liar", default=None,
                    help="constant-liar strategy for parallel asks: cl_max (default), cl_min, "
                         "cl_mean")
-    p.add_argument("--initial-points", type=int, default=10,
+    p.add_argument("--initial-points", type=int, default=None,
                    help="ytopt random initial points, the first being the published default "
                         "(default 10)")
     p.add_argument("--polish", type=float, default=None, metavar="FRACTION",
@@ -40,16 +40,20 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
                         "Gauss-Newton curvature (L-BFGS-B for custom objectives), every step "
                         "one counted evaluation (default: what 20 + 10 per searched dimension "
                         "Bayesian steps leave, at least half; 0 = none)")
-    p.add_argument("--no-profile", dest="profile", action="store_false",
+    p.add_argument("--no-profile", dest="profile", action="store_const", const=False,
+                   default=None,
                    help="ytopt: search every coefficient; by default the coefficients a law "
                         "is linear in (e, a, b, c...) are solved exactly at each point and the "
                         "Bayesian search runs over the exponents only")
-    p.add_argument("--faithful", action="store_true",
+    p.add_argument("--faithful", action="store_const", const=True, default=None,
                    help="ytopt exactly as published: RF of 100 trees, 10,000 candidates, raw "
                         "objective values, no profile, no polish (slow and inexact; for "
                         "comparison)")
-    p.add_argument("--space", help="ConfigSpace JSON file to search instead of "
-                                   "search_spaces/<law>.json")
+    p.add_argument("--space", help="where to search: by default a space that follows the "
+                                   "data (irreducible loss in [0, smallest loss], exponents in "
+                                   "[0, 3] widened if a fit presses against 3, linear "
+                                   "coefficients solved); 'paper' for the paper's space of a "
+                                   "built-in law; or a ConfigSpace JSON file")
     p.add_argument("--fix", default="", metavar="K=V,...",
                    help="coefficients held fixed, e.g. 'alpha=0.34,beta=0.28'")
     p.add_argument("--bootstrap", type=int, default=0, metavar="K",
@@ -61,6 +65,30 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
                                      "<optimizer>-<time>); must not exist")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+LAW_HELP = ("a built-in law (see 'tuner laws'), a formula such as 'e + a/N**alpha + b/D**beta' "
+            "(variables N = active parameters, N_total, D = tokens, S = sparsity; every other "
+            "name is a coefficient; + - * / **, exp, log, sqrt, min, max), or a law file .json "
+            "with 'formula' and optional 'name', 'defaults', 'bounds'")
+
+
+def _add_data_options(p: argparse.ArgumentParser, *, group: bool = True) -> None:
+    p.add_argument("--columns", metavar="NAME=COLUMN,...",
+                   help="map tuner's names (n_active, n_total, tokens, sparsity, loss) to the "
+                        "CSV's columns, e.g. 'n_active=params,tokens=toks,loss=loss_a'; only "
+                        "n_active, tokens and loss are needed (no n_total: dense runs)")
+    p.add_argument("--residual", choices=["log", "linear"], default="log",
+                   help="residual of the objective: log L_pred - log L_obs (default, Hoffmann "
+                        "et al.) or L_pred - L_obs (as Frantar et al. fit vision runs)")
+    if group:
+        p.add_argument("--group", metavar="COLUMN",
+                       help="fit one law jointly over the groups of runs in COLUMN (e.g. a "
+                            "training corpus): exponents shared, the law's linear "
+                            "coefficients per group")
+        p.add_argument("--per-group", metavar="C,...",
+                       help="with --group: the coefficients fitted per group (default: the "
+                            "ones the law is linear in)")
 
 
 def _add_parallel_options(p: argparse.ArgumentParser) -> None:
@@ -81,10 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("fit", help="fit a law's coefficients to a dataset")
-    p.add_argument("--law", required=True, help="kaplan, hoffmann, frantar, frantar_reparam, "
-                                                "abnar or generalized")
+    p.add_argument("--law", required=True, help=LAW_HELP)
     p.add_argument("--data", required=True, help="shipped dataset name (see 'tuner datasets') "
                                                  "or a CSV path")
+    _add_data_options(p)
     _add_fit_options(p)
 
     p = sub.add_parser("resume", help="continue a killed or extended run to its budget")
@@ -96,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("score", help="objective and RMSE of log residuals of one coefficient set")
-    p.add_argument("--law", required=True, help="law name")
+    p.add_argument("--law", required=True, help=LAW_HELP)
     p.add_argument("--data", required=True, help="dataset name or CSV path")
+    _add_data_options(p, group=False)
     p.add_argument("--coefficients", default="published",
                    help="'published' (default), a run directory (its best), or 'k=v,...' "
                         "(unnamed ones published)")
@@ -139,11 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_fit(args) -> int:
+    from tuner.data.datasets import parse_columns
     from tuner.run.fit import FitConfig, fit
     from tuner.laws.spaces import parse_assignments
     config = FitConfig(law=args.law, data=args.data, optimizer=args.optimizer, evals=args.evals,
                        seed=args.seed, objective=args.objective, delta=args.delta,
-                       drop_outliers=not args.keep_outliers, surrogate=args.surrogate,
+                       drop_outliers=not args.keep_outliers, residual=args.residual,
+                       columns=parse_columns(args.columns), group=args.group,
+                       per_group=_names(args.per_group, "--per-group"),
+                       surrogate=args.surrogate,
                        liar=args.liar, n_initial_points=args.initial_points, polish=args.polish,
                        profile=args.profile, faithful=args.faithful,
                        workers=args.workers, comms=args.comms, eval_delay=args.eval_delay,
@@ -153,6 +186,15 @@ def cmd_fit(args) -> int:
     if summary is not None:
         _print_summary(summary, args.json)
     return 0
+
+
+def _names(text: str | None, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise TunerError(f"{what}: give coefficient names, e.g. 'e,a'")
+    return names
 
 
 def cmd_resume(args) -> int:
@@ -189,12 +231,14 @@ def _print_summary(s: dict, as_json: bool) -> None:
 
 def cmd_score(args) -> int:
     from tuner.run.fit import score
+    from tuner.data.datasets import parse_columns
     s = score(args.law, args.data, args.coefficients, objective=args.objective,
-              delta=args.delta, drop_outliers=not args.keep_outliers)
+              delta=args.delta, drop_outliers=not args.keep_outliers, residual=args.residual,
+              columns=parse_columns(args.columns))
     if args.json:
         print(json.dumps(s, indent=2))
     else:
-        print(f"{args.law} on {args.data} ({s['runs']} runs), {args.objective}: "
+        print(f"{s['law']} on {args.data} ({s['runs']} runs), {args.objective}: "
               f"objective {s['objective']:.6g}, rmse_log {s['rmse_log']:.6g}")
         print(f"coefficients: {_fmt_params(s['params'])}")
     return 0
@@ -210,9 +254,10 @@ def cmd_datasets(args) -> int:
 
 def cmd_laws(args) -> int:
     from tuner.laws import LAWS
-    from tuner.laws.spaces import published
     for law in LAWS.values():
-        print(f"{law.name} ({law.equation}, {law.description}): {_fmt_params(published(law.name))}")
+        print(f"{law.name} ({law.equation}): L = {law.formula}")
+        print(f"    {law.description}; linear in {', '.join(law.linear) or 'none'}")
+        print(f"    published ({law.source}): {_fmt_params(dict(law.published))}")
     return 0
 
 
@@ -259,7 +304,7 @@ def _add_planning_parsers(sub) -> None:
     p.add_argument("--only", nargs="+", metavar="FIG", help="draw only these (e.g. fig1 fig8)")
 
     p = sub.add_parser("allocate", help="compute-optimal N_active, N_total, D (and sparsity)")
-    p.add_argument("--law", required=True, help="law name")
+    p.add_argument("--law", required=True, help=LAW_HELP)
     p.add_argument("--compute", type=float, nargs="+", required=True, metavar="C",
                    help="compute budget(s) in FLOPs (C = 6 N_active D)")
     g = p.add_mutually_exclusive_group()
@@ -272,7 +317,7 @@ def _add_planning_parsers(sub) -> None:
     _accept_negative_floats(p)
 
     p = sub.add_parser("predict", help="predicted loss of one model")
-    p.add_argument("--law", required=True, help="law name")
+    p.add_argument("--law", required=True, help=LAW_HELP)
     p.add_argument("--n-active", type=float, required=True, help="active (non-zero) parameters")
     p.add_argument("--tokens", type=float, required=True, help="training tokens D")
     p.add_argument("--sparsity", type=float, default=0.0, help="sparsity S in [0, 1) (default 0)")
@@ -319,7 +364,7 @@ def cmd_predict(args) -> int:
     else:
         interval = (f" (95% bootstrap interval {out['loss_lo']:.6g}-{out['loss_hi']:.6g})"
                     if "loss_lo" in out else "")
-        print(f"{args.law}: loss {out['loss']:.6g} nats/token{interval} at N_active "
+        print(f"{out['law']}: loss {out['loss']:.6g} nats/token{interval} at N_active "
               f"{out['n_active']:.4g}, N_total {out['n_total']:.4g}, D {out['tokens']:.4g}, "
               f"S {out['sparsity']:.4g}, C {out['compute']:.4g} FLOPs")
     return 0
@@ -330,8 +375,9 @@ PLANNING_COMMANDS = {"figures": cmd_figures, "allocate": cmd_allocate, "predict"
 
 def _add_validation_parsers(sub) -> None:
     p = sub.add_parser("validate", help="fit on a subset of runs, report errors on the rest")
-    p.add_argument("--law", required=True, help="law name")
+    p.add_argument("--law", required=True, help=LAW_HELP)
     p.add_argument("--data", required=True, help="dataset name or CSV path")
+    _add_data_options(p, group=False)
     p.add_argument("--train", help="pandas condition selecting the training runs, e.g. "
                                    "'n_active < 1e9' or 'tokens*n_active*6 < 1e20'")
     p.add_argument("--loo", action="store_true", help="leave-one-out over all runs instead")
@@ -343,7 +389,10 @@ def _add_validation_parsers(sub) -> None:
 
     p = sub.add_parser("rank", help="fit every law the data support and compare them")
     p.add_argument("--data", required=True, help="dataset name or CSV path")
-    p.add_argument("--laws", nargs="+", help="laws to compare (default: those the data support)")
+    p.add_argument("--laws", nargs="+", metavar="LAW",
+                   help="laws to compare, each a built-in name, a formula or a law file "
+                        "(default: the built-in laws the data support)")
+    _add_data_options(p, group=False)
     p.add_argument("--evals", type=int, default=2000, help="L-BFGS evaluations per fit")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
@@ -351,22 +400,24 @@ def _add_validation_parsers(sub) -> None:
 
 
 def cmd_validate(args) -> int:
-    from tuner.data.datasets import load
-    from tuner.fit.objective import ObjectiveSpec
-    from tuner.laws.spaces import load_space
+    from tuner.data.datasets import load, parse_columns, resolve_data_path
+    from tuner.fit.objective import Objective, ObjectiveSpec
     from tuner.views.tables import markdown
     from tuner.analysis.validate import holdout, leave_one_out, train_mask
     if args.loo == bool(args.train):
         raise TunerError("validate: give exactly one of --train EXPR or --loo")
     if args.evals < 1:
         raise TunerError(f"--evals must be >= 1, got {args.evals}")
-    spec = ObjectiveSpec(args.law, args.data, drop_outliers=not args.keep_outliers)
-    space = load_space(args.law)
+    columns = parse_columns(args.columns)
+    spec = ObjectiveSpec(args.law, resolve_data_path(args.data),
+                         drop_outliers=not args.keep_outliers, residual=args.residual,
+                         columns=columns)
+    space = Objective.from_spec(spec).default_space()
     opts = {"optimizer": args.optimizer, "evals": args.evals, "seed": args.seed}
     if args.loo:
         r = leave_one_out(spec, space, **opts)
     else:
-        data = load(args.data, drop_outliers=not args.keep_outliers)
+        data = load(args.data, drop_outliers=not args.keep_outliers, columns=columns)
         r = holdout(spec, space, train_mask(data, args.train), dataset=data, **opts)
     if args.json:
         print(json.dumps(r, indent=2))
@@ -384,8 +435,10 @@ def cmd_rank(args) -> int:
 
     from tuner.analysis.rank import rank
     from tuner.views.tables import markdown, write_tables
+    from tuner.data.datasets import parse_columns
     rows = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
-                drop_outliers=not args.keep_outliers)
+                drop_outliers=not args.keep_outliers, residual=args.residual,
+                columns=parse_columns(args.columns))
     print(markdown(rows))
     if args.out:
         out = Path(args.out)

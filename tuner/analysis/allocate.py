@@ -14,6 +14,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from tuner.laws import Runs, get_law, predict
+from tuner.laws.builtin import chinchilla_optimum
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,7 @@ def loss_at(law: str, params: Mapping[str, float], compute: float, sparsity: flo
     return predict(law, params, runs_at(compute, sparsity, n_active))
 
 
-def hoffmann_closed_form(params: Mapping[str, float], compute: float) -> tuple[float, float]:
-    """Eq 2 optimum: N = G (C/6)^(β/(α+β)), G = (αa/(βb))^(1/(α+β)), D = C/(6N)."""
-    a, b, al, be = params["a"], params["b"], params["alpha"], params["beta"]
-    g = (al * a / (be * b)) ** (1.0 / (al + be))
-    n = g * (compute / 6.0) ** (be / (al + be))
-    return n, compute / (6.0 * n)
+hoffmann_closed_form = chinchilla_optimum
 
 
 def optimal(law: str, params: Mapping[str, float], compute: float,
@@ -57,9 +53,11 @@ def optimal(law: str, params: Mapping[str, float], compute: float,
     ``closed_form=False`` forces the generic grid + Brent search even where Eq 2's closed form
     applies (tests use it to check one against the other).
     """
-    get_law(law)
-    if closed_form and (law == "hoffmann" or (law == "generalized" and sparsity == 0.0)):
-        n, d = hoffmann_closed_form(params, compute)
+    definition = get_law(law)
+    exact = (definition.closed_form(params, compute, sparsity)
+             if closed_form and definition.closed_form else None)
+    if exact is not None:
+        n, d = exact
         loss = float(loss_at(law, params, compute, sparsity, np.array([n]))[0])
         return Allocation(compute, sparsity, n, n / (1 - sparsity), d, loss, "closed form")
     # A model needs at least ~1e3 parameters and one token per parameter is far beyond any

@@ -51,7 +51,7 @@ def bootstrap_sets(law: str, spec: str | None) -> list[dict[str, float]]:
     sets = summary.get("bootstrap_params")
     if sets is None and isinstance(summary.get("intervals"), dict):
         sets = summary["intervals"].get("bootstrap_params")
-    if not isinstance(sets, list) or summary.get("law") != law:
+    if not isinstance(sets, list) or summary.get("law") != get_law(law).name:
         return []
     names = get_law(law).params
     return [{n: float(s[n]) for n in names} for s in sets
@@ -117,7 +117,7 @@ def predict_one(law: str, params: Mapping[str, float], n_active: float, tokens: 
                              f"{derived:.6g}; give one of them")
         sparsity = derived
     runs = Runs(*(np.array([v]) for v in (n_total, n_active, tokens, sparsity)))
-    out = {"law": law, "n_active": n_active, "n_total": n_total, "tokens": tokens,
+    out = {"law": get_law(law).name, "n_active": n_active, "n_total": n_total, "tokens": tokens,
            "sparsity": sparsity, "compute": 6.0 * n_active * tokens,
            "loss": float(predict(law, params, runs)[0])}
     if boot:

@@ -1,8 +1,11 @@
 """Datasets: load a shipped dataset by name or a user's CSV by path, check it, derive columns.
 
-A dataset is one row per trained model with columns ``n_total, n_active, tokens, sparsity,
-loss`` (loss may be absent: only the ``paper`` objective works then). Every check names the
-file, the row and the field it failed on.
+A dataset is one row per trained model. tuner reads ``n_active`` (parameters used per token),
+``tokens`` and ``loss``, and ``n_total`` and ``sparsity`` where the runs are sparse: without
+``n_total`` the runs are dense (n_total = n_active), without ``sparsity`` it is
+1 - n_active/n_total. ``columns`` maps these names to a CSV's own (``{"n_active": "params"}``).
+Loss may be absent: only the ``paper`` objective works then. Every check names the file, the
+row and the field it failed on.
 """
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from tuner.errors import TunerError
 from tuner.laws import Runs
 from tuner.paths import DATASETS_DIR
 
-REQUIRED = ("n_total", "n_active", "tokens", "sparsity")
+REQUIRED = ("n_total", "n_active", "tokens", "sparsity")  # the columns a Dataset always has
+NAMES = (*REQUIRED, "loss")
+GROUP_HINT = (2, 20)  # a text column with this many distinct values may be a grouping
 CATALOG = DATASETS_DIR / "catalog.json"
 
 
@@ -47,6 +52,38 @@ class Dataset:
         return Dataset(f"{self.name}[{suffix}]", self.path,
                        self.frame[np.asarray(mask)].reset_index(drop=True), self.loss_kind)
 
+    def groups(self, column: str) -> tuple[list[str], np.ndarray]:
+        """(labels, code per run) of ``column``; TunerError if it cannot group the runs."""
+        if column not in self.frame:
+            raise TunerError(f"--group: {self.path} has no column {column!r} (columns: "
+                             f"{', '.join(map(str, self.frame.columns))})")
+        values = self.frame[column].astype(str)
+        labels = sorted(values.unique())
+        if len(labels) < 2:
+            raise TunerError(f"--group {column}: one value ({labels[0]!r}) in every run; "
+                             "nothing to group")
+        if 2 * len(labels) > len(values):
+            raise TunerError(f"--group {column}: {len(labels)} groups for {len(values)} runs "
+                             "(each group needs at least 2 runs)")
+        codes = values.map({v: i for i, v in enumerate(labels)}).to_numpy()
+        return labels, codes
+
+    def group_hints(self, group: str | None) -> list[str]:
+        """Warnings for text columns that look like groupings pooled into one law."""
+        if group is not None:
+            return []
+        out = []
+        for c in self.frame.columns:
+            col = self.frame[c]
+            if c in NAMES or c in ("run_id", "outlier") or pd.api.types.is_numeric_dtype(col) \
+                    or pd.api.types.is_bool_dtype(col):
+                continue
+            k = col.astype(str).nunique()
+            if GROUP_HINT[0] <= k <= GROUP_HINT[1] and k < len(col):
+                out.append(f"column {c!r} takes {k} values: runs from different groups are "
+                           f"pooled into one law; fit them jointly with --group {c}")
+        return out
+
 
 def catalog() -> dict[str, dict]:
     """The shipped datasets: name -> {file, loss, source, license, ...}."""
@@ -68,15 +105,86 @@ def resolve(name_or_path: str) -> tuple[str, Path, str]:
                      f"{', '.join(shipped)} (or give a path to a CSV file)")
 
 
-def load(name_or_path: str, *, drop_outliers: bool = True, need_loss: bool = True) -> Dataset:
-    """Load and check a dataset. Rows flagged ``outlier`` are dropped unless told otherwise."""
+def resolve_data_path(name_or_path: str) -> str:
+    """A shipped dataset's name as it is; a CSV path made absolute (workers run elsewhere)."""
     name, path, kind = resolve(name_or_path)
+    return name_or_path if name_or_path in catalog() else str(path)
+
+
+def file_hash(name_or_path: str) -> str:
+    """sha256 of the dataset's file."""
+    import hashlib
+    return hashlib.sha256(resolve(name_or_path)[1].read_bytes()).hexdigest()
+
+
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    """``"n_active=params,tokens=toks"`` -> mapping; TunerError naming the bad item."""
+    if not text:
+        return None
+    out: dict[str, str] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, val = item.partition("=")
+        key, val = key.strip(), val.strip()
+        if not sep or not key or not val:
+            raise TunerError(f"--columns: {item!r} is not of the form NAME=COLUMN")
+        if key not in NAMES:
+            raise TunerError(f"--columns: {key!r} is not one of tuner's names "
+                             f"({', '.join(NAMES)})")
+        if key in out:
+            raise TunerError(f"--columns: {key!r} is mapped twice")
+        out[key] = val
+    return out
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    import csv
     try:
-        frame = pd.read_csv(path)
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TunerError(f"{path}: not a readable CSV ({exc})") from None
+    seen = set()
+    for c in header:
+        if c in seen:
+            raise TunerError(f"{path}: column {c!r} appears twice in the header")
+        seen.add(c)
+    try:
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TunerError(f"{path}: not a readable CSV ({msg})") from None
-    frame = check_frame(frame, str(path), need_loss=need_loss)
+
+
+def apply_columns(frame: pd.DataFrame, columns: dict[str, str] | None, where: str
+                  ) -> pd.DataFrame:
+    """Rename the mapped CSV columns to tuner's names and derive the dense defaults."""
+    if columns:
+        missing = [c for c in columns.values() if c not in frame.columns]
+        if missing:
+            raise TunerError(f"--columns: {where} has no column {missing[0]!r} (columns: "
+                             f"{', '.join(map(str, frame.columns))})")
+        # a CSV column already called like a tuner name that is mapped elsewhere steps aside
+        clash = {n: f"{n} (unmapped)" for n in columns if n in frame.columns
+                 and columns[n] != n}
+        frame = frame.rename(columns=clash)
+        frame = frame.rename(columns={v: k for k, v in columns.items()})
+        frame = frame.loc[:, ~frame.columns.duplicated()]
+    frame = frame.copy()
+    if "n_active" in frame and "n_total" not in frame:
+        frame["n_total"] = frame["n_active"]
+    if "n_active" in frame and "n_total" in frame and "sparsity" not in frame:
+        na = pd.to_numeric(frame["n_active"], errors="coerce")
+        nt = pd.to_numeric(frame["n_total"], errors="coerce")
+        frame["sparsity"] = 1.0 - na / nt
+    return frame
+
+
+def load(name_or_path: str, *, drop_outliers: bool = True, need_loss: bool = True,
+         columns: dict[str, str] | None = None) -> Dataset:
+    """Load and check a dataset. Rows flagged ``outlier`` are dropped unless told otherwise."""
+    name, path, kind = resolve(name_or_path)
+    frame = apply_columns(_read_csv(path), columns, str(path))
+    frame = check_frame(frame, str(path), need_loss=need_loss, mapped=bool(columns))
     dropped = 0
     if drop_outliers and "outlier" in frame:
         keep = ~frame["outlier"].astype(str).str.lower().isin(["true", "1"])
@@ -87,13 +195,16 @@ def load(name_or_path: str, *, drop_outliers: bool = True, need_loss: bool = Tru
     return Dataset(name, str(path), frame, kind, dropped)
 
 
-def check_frame(frame: pd.DataFrame, where: str, *, need_loss: bool = True) -> pd.DataFrame:
+def check_frame(frame: pd.DataFrame, where: str, *, need_loss: bool = True,
+                mapped: bool = False) -> pd.DataFrame:
     """Check columns and values; return the frame with numeric required columns."""
     cols = list(REQUIRED) + (["loss"] if need_loss or "loss" in frame else [])
-    missing = [c for c in cols if c not in frame.columns]
+    missing = [c for c in ("n_active", "tokens", *(["loss"] if need_loss else []))
+               if c not in frame.columns]
     if missing:
-        raise TunerError(f"{where}: missing column(s) {', '.join(missing)} "
-                         f"(need {', '.join(REQUIRED)}, loss)")
+        raise TunerError(f"{where}: missing column(s) {', '.join(missing)} (tuner needs "
+                         "n_active, tokens, loss; map your own with --columns "
+                         "n_active=COLUMN,tokens=COLUMN,loss=COLUMN)")
     if frame.empty:
         raise TunerError(f"{where}: no rows")
     frame = frame.copy()

@@ -1,18 +1,74 @@
-"""Cheap in-process refits: drive any ask/tell optimizer directly (no libEnsemble, no run dir).
+"""The one ask/tell loop that drives any optimizer, wherever the evaluations run.
 
-Used by bootstrap resamples, held-out validation and law ranking. ``start`` warm-starts the
-search: the space's default (the first point every optimizer scores) becomes ``start``.
+``drive`` asks the optimizer for as many points as there are idle workers, hands them to an
+executor, and tells each finished ``Evaluation`` as soon as the executor returns it, until the
+budget is spent or the optimizer is done. libEnsemble's generator is one executor
+(``tuner.run.ensemble``); ``InProcess`` runs the evaluations here, one at a time (bootstrap
+refits, validation, ranking, tests, benchmarks). ``minimize_inprocess`` is the short form.
 """
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Mapping
+from typing import Callable, Mapping, Protocol, Sequence
 
-import numpy as np
-
-from tuner.fit.objective import Objective, evaluate
-from tuner.fit.optimizers import make_optimizer
+from tuner.fit.evaluation import Config, Evaluation, evaluate
+from tuner.fit.objective import Objective
+from tuner.fit.optimizers import Optimizer, make_optimizer
 from tuner.laws.spaces import Space
+
+
+class Executor(Protocol):
+    def submit(self, batch: Sequence[tuple[int, Config]]) -> None:
+        """Start evaluating these (eval_id, proposal) pairs."""
+
+    def results(self) -> list[Evaluation] | None:
+        """Block until at least one submitted evaluation finished; None: stop now."""
+
+
+def drive(opt: Optimizer, executor: Executor, *, budget: int, workers: int = 1,
+          first_id: int = 0, on_results: Callable[[list[Evaluation]], None] | None = None
+          ) -> int:
+    """Run ``opt`` for at most ``budget`` evaluations; returns how many were told."""
+    asked = told = 0
+    next_id = first_id
+    inflight: set[int] = set()
+    while True:
+        idle = min(workers - len(inflight), budget - asked)
+        configs = opt.ask(idle) if idle > 0 else []
+        if configs:
+            batch = [(next_id + i, c) for i, c in enumerate(configs)]
+            next_id += len(batch)
+            asked += len(batch)
+            inflight.update(i for i, _ in batch)
+            executor.submit(batch)
+        elif not inflight:
+            return told  # budget spent or optimizer finished, nothing in flight
+        done = executor.results()
+        if done is None:
+            return told
+        if not done:
+            continue
+        for ev in done:
+            inflight.discard(ev.eval_id)
+        opt.tell_evaluations(done)
+        told += len(done)
+        if on_results is not None:
+            on_results(done)
+
+
+class InProcess:
+    """Evaluations run in this process, in the order submitted."""
+
+    def __init__(self, evaluate_one: Callable[[int, Config], Evaluation]):
+        self.evaluate_one = evaluate_one
+        self.queue: list[tuple[int, Config]] = []
+
+    def submit(self, batch: Sequence[tuple[int, Config]]) -> None:
+        self.queue.extend(batch)
+
+    def results(self) -> list[Evaluation]:
+        eval_id, config = self.queue.pop(0)
+        return [self.evaluate_one(eval_id, config)]
 
 
 def warm_space(space: Space, start: Mapping[str, float]) -> Space:
@@ -29,26 +85,19 @@ def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbf
                        **options) -> tuple[dict[str, float], float]:
     """Best (coefficients, objective) after at most ``budget`` evaluations, one at a time.
 
-    ``history``, when given, receives every objective value in order; ``options`` go to the
-    optimizer (e.g. ``surrogate``, ``polish``)."""
+    ``history``, when given, receives every objective value in order; ``options`` are the
+    optimizer's own (e.g. ``surrogate``, ``polish``), checked like the command line's."""
     if start is not None:
         space = warm_space(space, start)
-    # The 'paper' objective has no residuals to solve linear coefficients from.
-    options.setdefault("profile", objective.spec.kind != "paper")
-    opt = make_optimizer(optimizer, space, seed=seed, budget=budget, n_starts=n_starts,
-                         **options)
+    context = {"gradients": True, "n_starts": n_starts,
+               # the 'paper' objective has no residuals to solve linear coefficients from
+               "profile_allowed": objective.spec.kind != "paper"}
+    opt = make_optimizer(optimizer, space, seed=seed, budget=budget, options=options,
+                         context=context)
     try:
-        for _ in range(budget):
-            if opt.finished:
-                break
-            configs = opt.ask(1)
-            if not configs:
-                break
-            done, values, grads, curvs = zip(*(evaluate(objective, space, c) for c in configs))
-            opt.tell(list(done), list(values), list(grads), asked=configs,
-                     curvatures=list(curvs))
-            if history is not None:
-                history.extend(values)
+        drive(opt, InProcess(lambda i, c: evaluate(objective, opt.space, c, i)), budget=budget,
+              on_results=(None if history is None
+                          else lambda evs: history.extend(e.value for e in evs)))
     finally:
         opt.close()
     best = opt.best()

@@ -1,7 +1,8 @@
 """The objective: how well one coefficient set fits one dataset.
 
-``huber`` (default, Hoffmann et al. approach 3): sum over runs of Huber_delta(log L_pred - log
-L_obs). ``mse``: mean squared log residual. ``paper``: the literal Fig. 7 objective, the mean
+``huber`` (default, Hoffmann et al. approach 3): sum over runs of Huber_delta(r) with the
+residual r = log L_pred - log L_obs (``residual="log"``) or L_pred - L_obs (``"linear"``, as
+Frantar et al. fit their vision runs). ``mse``: mean squared residual. ``paper``: the literal Fig. 7 objective, the mean
 predicted loss, which needs no observed loss (and is degenerate: it rewards any coefficients
 that predict low loss, whatever the data say). A prediction that overflows, is NaN or <= 0
 scores ``PENALTY``: a bad point, never a crash.
@@ -9,7 +10,7 @@ scores ``PENALTY``: a bad point, never a crash.
 from __future__ import annotations
 
 from dataclasses import dataclass, asdict
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import math
 
@@ -18,11 +19,10 @@ import numpy as np
 from tuner.data.datasets import Dataset
 from tuner.errors import TunerError
 from tuner.laws import Law, get_law
-
-if TYPE_CHECKING:
-    from tuner.laws.spaces import Space
+from tuner.fit.groups import GroupedLaw
 
 OBJECTIVES = ("huber", "mse", "paper")
+RESIDUALS = ("log", "linear")
 PENALTY = 1.0e6
 
 
@@ -30,19 +30,28 @@ PENALTY = 1.0e6
 class ObjectiveSpec:
     """Everything that defines an objective, stored in the run's config."""
 
-    law: str
-    data: str
+    law: "str | dict"  # a built-in law's name, a formula, or a law definition
+    data: str           # a shipped dataset's name or an absolute CSV path
     kind: str = "huber"
     delta: float = 1e-3
     drop_outliers: bool = True
+    residual: str = "log"
+    columns: dict | None = None     # tuner name -> CSV column
+    group: str | None = None        # fit jointly over the groups of this column
+    per_group: tuple | None = None  # coefficients fitted per group (default: the linear ones)
 
     def __post_init__(self) -> None:
         get_law(self.law)
         if self.kind not in OBJECTIVES:
             raise TunerError(f"unknown objective {self.kind!r}; choose one of "
                              f"{', '.join(OBJECTIVES)}")
-        if not self.delta > 0:
-            raise TunerError(f"--delta must be > 0, got {self.delta}")
+        if self.residual not in RESIDUALS:
+            raise TunerError(f"unknown --residual {self.residual!r}; choose one of "
+                             f"{', '.join(RESIDUALS)}")
+        if not (math.isfinite(self.delta) and self.delta > 0):
+            raise TunerError(f"--delta must be finite and > 0, got {self.delta}")
+        if self.per_group is not None:
+            object.__setattr__(self, "per_group", tuple(self.per_group))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,19 +68,41 @@ class Objective:
     def __init__(self, spec: ObjectiveSpec, dataset: Dataset):
         self.spec = spec
         self.dataset = dataset
-        self.law: Law = get_law(spec.law)
+        law = get_law(spec.law)
+        missing = [v for v in law.variables if v not in dataset.frame]
+        if missing:
+            raise TunerError(f"law {law.name} uses {', '.join(missing)}, which "
+                             f"{dataset.path} does not have")
+        if spec.group is not None:
+            law = GroupedLaw(law, dataset.groups(spec.group), spec.per_group)
+        self.law: Law = law
         self.runs = dataset.runs
         loss = dataset.loss
         if spec.kind != "paper" and loss is None:
             raise TunerError(f"{dataset.path}: objective {spec.kind!r} needs a loss column "
                              "(only 'paper' works without observed losses)")
-        self.log_obs = None if loss is None else np.log(loss)
+        self.obs = loss
+        self.linear_residual = spec.residual == "linear"
+        # target: what predictions are compared with (log L or L itself)
+        self.target = None if loss is None else (loss if self.linear_residual else np.log(loss))
 
     @classmethod
     def from_spec(cls, spec: ObjectiveSpec) -> "Objective":
         from tuner.data.datasets import load
         return cls(spec, load(spec.data, drop_outliers=spec.drop_outliers,
-                              need_loss=spec.kind != "paper"))
+                              need_loss=spec.kind != "paper", columns=spec.columns))
+
+    def default_space(self):
+        """The space that follows these data (``laws.spaces.default_space``) for the law."""
+        from tuner.laws.spaces import default_space
+        law = getattr(self.law, "base", self.law)
+        frame = self.dataset.frame
+        magnitudes = np.concatenate([frame[c].to_numpy(dtype=float) for c in law.variables
+                                     if c != "sparsity"] or [np.ones(1)])
+        return default_space(law, self.obs, magnitudes)
+
+    def _residual(self, pred: np.ndarray) -> np.ndarray:
+        return pred - self.target if self.linear_residual else np.log(pred) - self.target
 
     def predict(self, params: Mapping[str, np.ndarray | float]) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -85,11 +116,12 @@ class Objective:
     def _score(self, pred: np.ndarray) -> np.ndarray:
         """Objective values of (k, n) predictions; PENALTY where a prediction is invalid."""
         with np.errstate(all="ignore"):
-            bad = ~np.all(np.isfinite(pred) & (pred > 0), axis=1)
+            valid = np.isfinite(pred) if self.linear_residual else np.isfinite(pred) & (pred > 0)
+            bad = ~np.all(valid, axis=1)
             if self.spec.kind == "paper":
                 value = pred.mean(axis=1)
             else:
-                r = np.log(pred) - self.log_obs
+                r = self._residual(pred)
                 value = (huber(r, self.spec.delta).sum(axis=1) if self.spec.kind == "huber"
                          else (r * r).mean(axis=1))
         value = np.where(bad | ~np.isfinite(value), PENALTY, np.minimum(value, PENALTY))
@@ -101,7 +133,7 @@ class Objective:
         """``params`` with the coefficients ``names``, which the law is linear in, solved.
 
         They minimise the squared relative error sum(((L_pred - L_obs) / L_obs)^2), the
-        first-order form of the log residual (not the Huber objective itself: the polish
+        first-order form of the log residual (the squared error itself for linear residuals) (not the Huber objective itself: the polish
         finishes the job), within ``bounds`` (natural units): a bounded linear least-squares
         problem, built from the law's terms at these runs and reduced to a k x k system by QR,
         so its cost after that does not grow with the data. A coefficient the data cannot
@@ -109,7 +141,7 @@ class Objective:
         bD = 0 or a box reaching aD <= 0) keeps its ``fallback`` value, clipped to its box."""
         from scipy.optimize import lsq_linear
 
-        if self.log_obs is None:
+        if self.target is None:
             raise TunerError("solving linear coefficients needs observed losses")
         law, out = self.law, dict(params)
         for n in names:
@@ -124,15 +156,16 @@ class Objective:
         solve = [n for n in names if powered_ok(n)]
         with np.errstate(all="ignore"):
             offset, cols = law.linear_columns(out, self.runs, solve)
-            obs = np.exp(self.log_obs)
-            m, t = cols / obs[:, None], 1.0 - offset / obs
+            obs = self.obs if not self.linear_residual else np.ones_like(self.obs)
+            target = self.obs
+            m, t = cols / obs[:, None], (target - offset) / obs
             scale = np.sqrt((m * m).sum(axis=0))
         keep = np.isfinite(scale) & (scale > 0)
         if not keep.all():  # unidentifiable columns: their fallback value joins the offset
             solve = [n for n, k in zip(solve, keep) if k]
             with np.errstate(all="ignore"):
                 offset, cols = law.linear_columns(out, self.runs, solve)
-                m, t = cols / obs[:, None], 1.0 - offset / obs
+                m, t = cols / obs[:, None], (target - offset) / obs
             scale = scale[keep]
         if not solve or not (np.all(np.isfinite(m)) and np.all(np.isfinite(t))):
             return out  # nothing to solve, or an overflow: the fallback scores as it may
@@ -165,20 +198,22 @@ class Objective:
             return (value, zero, np.zeros((k, k))) if curvature else (value, zero)
         with np.errstate(all="ignore"):
             dpred = self.law.gradient(params, self.runs)
+            # d residual / d prediction: 1/L for log residuals, 1 for linear ones
+            dres = np.ones_like(pred) if self.linear_residual else 1.0 / pred
             if self.spec.kind == "paper":
                 weight = np.full_like(pred, 1.0 / len(pred))
             else:
-                r = np.log(pred) - self.log_obs
+                r = self._residual(pred)
                 if self.spec.kind == "huber":
                     d = self.spec.delta
-                    weight = np.clip(r, -d, d) / pred
+                    weight = np.clip(r, -d, d) * dres
                     irls = np.minimum(1.0, d / np.maximum(np.abs(r), 1e-300))
                 else:
-                    weight = 2.0 * r / (pred * len(pred))
+                    weight = 2.0 * r * dres / len(pred)
                     irls = np.full_like(r, 2.0 / len(r))
             grad = {n: float(np.sum(weight * dpred[n])) for n in names}
             if curvature and self.spec.kind != "paper":
-                jac = np.column_stack([np.broadcast_to(dpred[n], pred.shape) / pred
+                jac = np.column_stack([np.broadcast_to(dpred[n], pred.shape) * dres
                                        for n in names])
                 curv = (jac * irls[:, None]).T @ jac
         return (value, grad, curv) if curvature else (value, grad)
@@ -188,37 +223,14 @@ class Objective:
 
     def residuals(self, params: Mapping[str, float]) -> np.ndarray:
         """log L_pred - log L_obs per run (NaN where the law gives no valid prediction)."""
-        if self.log_obs is None:
+        if self.obs is None:
             raise TunerError("residuals need observed losses")
         pred = self.predict(params)
         with np.errstate(all="ignore"):
-            return np.where(pred > 0, np.log(pred), np.nan) - self.log_obs
+            return np.where(pred > 0, np.log(pred), np.nan) - np.log(self.obs)
 
     def rmse_log(self, params: Mapping[str, float]) -> float:
-        if self.log_obs is None:
+        if self.obs is None:
             return float("nan")
         r = self.residuals(params)
         return float(np.sqrt(np.mean(r * r))) if np.all(np.isfinite(r)) else float("inf")
-
-
-def evaluate(objective: Objective, space: "Space", params: Mapping[str, float]
-             ) -> tuple[dict[str, float], float, np.ndarray, np.ndarray]:
-    """One evaluation: (coefficients, objective, gradient and Gauss-Newton curvature in the
-    space's internal coordinates).
-
-    NaN coefficients are solved first (``Objective.solve_linear``, within the space's
-    bounds; the defaults if that fails): the returned coefficients are the ones scored. All of
-    it is one evaluation, logged as one row."""
-    solve = [n for n in space.names if math.isnan(params[n])]
-    if solve:
-        bounds = {d.name: (d.lower, d.upper) for d in space.dims}
-        default = space.default()
-        try:
-            params = objective.solve_linear(params, solve, bounds, default)
-        except Exception:  # a bad point, never a crash: score the defaults instead
-            params = {**params, **{n: default[n] for n in solve}}
-    value, g, curv = objective.value_and_grad(params, curvature=True)
-    idx = [objective.law.params.index(n) for n in space.names]
-    scale = space.internal_grad({n: 1.0 for n in space.names}, params)  # dx/du per dimension
-    curv = curv[np.ix_(idx, idx)] * np.outer(scale, scale)
-    return dict(params), value, space.internal_grad(g, params), curv

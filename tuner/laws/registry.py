@@ -1,18 +1,25 @@
-"""The scaling laws: pure vectorized functions in one registry.
+"""A scaling law is one definition: its formula and everything known about it.
 
-Each law maps coefficients and a batch of runs to predicted loss. Coefficients are given in
-natural units as a mapping name -> array; arrays broadcast, so a column vector of k
-coefficient sets against n runs gives a (k, n) prediction in one pass. The published
-coefficients are not written here: they are the defaults of ``search_spaces/<law>.json``.
+``Law`` holds the name, the formula (``tuner.laws.formula`` parses it), the published
+coefficients and their source, optional bounds, and a closed-form compute-optimal allocation
+where one exists. Everything else is read off the formula: coefficient names, the variables
+used, the derivatives, the coefficients the law is linear in, which coefficients a constant
+data column leaves unidentified. Built-in laws live in ``builtin.py``; a user's law is a
+formula string or a JSON law file, turned into the same ``Law`` by ``get_law``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import math
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from tuner.errors import TunerError
+from tuner.laws import formula as fm
 
 Params = Mapping[str, "np.ndarray | float"]
 
@@ -27,33 +34,131 @@ class Runs:
     sparsity: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Law:
+    """One scaling law. Only ``name`` and ``formula`` are required."""
+
     name: str
-    equation: str
-    params: tuple[str, ...]
-    predict: Callable[[Params, Runs], np.ndarray]
-    gradient: Callable[[Params, Runs], dict[str, np.ndarray]]
-    sparse: bool
-    description: str
-    # Coefficients the law is linear in once the others are fixed, as weights w: L = offset +
-    # sum_j w_j * column_j. Usually w is the coefficient itself; ``power`` names the exponent
-    # k when the law is linear in coefficient**k instead (Eq 3's aD: (aD/D)^bD = aD^bD D^-bD).
-    linear: tuple[str, ...] = ()
-    power: Mapping[str, str] = field(default_factory=dict)
+    formula: str
+    equation: str = ""
+    description: str = ""
+    # Published coefficients (all of them for a built-in law), or a user's defaults (any).
+    published: Mapping[str, float] | None = None
+    source: str = ""  # where ``published`` comes from
+    # Optional search bounds (natural units) that replace the default space's for a coefficient.
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # (params, compute, sparsity) -> (N_active, D) in closed form, or None where it does not apply.
+    closed_form: Callable[[Mapping[str, float], float, float], tuple[float, float] | None] | None \
+        = None
+    builtin: bool = False
+
+    def __post_init__(self) -> None:
+        parsed = self.parsed  # checks the formula now: a bad one fails before anything runs
+        if not parsed.variables:
+            raise TunerError(f"law formula {self.formula!r}: uses no data variable "
+                             f"({', '.join(fm.VARIABLES)})")
+        if self.published is not None:
+            missing = [c for c in parsed.coefficients if c not in self.published]
+            extra = [c for c in self.published if c not in parsed.coefficients]
+            if extra or (missing and self.builtin):
+                raise TunerError(f"law {self.name}: published coefficients do not match the "
+                                 f"formula (missing {missing}, unknown {extra})")
+        unknown = [c for c in self.bounds if c not in parsed.coefficients]
+        if unknown:
+            raise TunerError(f"law {self.name}: bounds for unknown coefficients {unknown}")
+        for c, (lo, hi) in self.bounds.items():
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise TunerError(f"law {self.name}: {c!r} has impossible bounds [{lo}, {hi}]")
+
+    def __reduce__(self):
+        # Compiled numpy programs are closures: rebuild them from the definition instead.
+        return (_rebuild, (self.__class__, {f.name: getattr(self, f.name) for f in fields(self)}))
+
+    # -- read off the formula (once) ---------------------------------------------------------
+    @cached_property
+    def parsed(self) -> fm.Parsed:
+        return fm.parse(self.formula)
+
+    @cached_property
+    def analysis(self) -> fm.Analysis:
+        return fm.analyse(self.parsed)
+
+    @cached_property
+    def compiled(self) -> fm.Compiled:
+        return fm.Compiled(self.parsed, self.analysis.linear, self.analysis.power)
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Coefficient names: the published order for built-in laws, else formula order."""
+        if self.builtin:
+            return tuple(self.published)
+        return self.parsed.coefficients
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Dataset columns the law reads (n_active, n_total, tokens, sparsity)."""
+        return tuple(fm.VARIABLES[v] for v in self.parsed.variables)
+
+    @property
+    def sparse(self) -> bool:
+        return any(v in self.parsed.variables for v in ("S", "N_total"))
+
+    @property
+    def linear(self) -> tuple[str, ...]:
+        """Coefficients the law is linear in once the others are fixed (solved in closed form)."""
+        return tuple(n for n in self.params if n in self.analysis.linear)
+
+    @property
+    def power(self) -> Mapping[str, str]:
+        """{coefficient: exponent} for those the law is linear in as coefficient**exponent."""
+        return self.analysis.power
+
+    @property
+    def exponents(self) -> frozenset[str]:
+        return self.analysis.exponents
+
+    def unidentified(self, constants: Mapping[str, float]) -> list[str]:
+        """Coefficients lost when dataset columns (``{"tokens": 1e10}``) are constant."""
+        names = {col: var for var, col in fm.VARIABLES.items()}
+        lost = set(fm.unidentified(self.parsed, {names[c]: v for c, v in constants.items()}))
+        return [n for n in self.params if n in lost]
+
+    # -- numbers ----------------------------------------------------------------------------
+    def _env(self, p: Params, r: Runs) -> dict:
+        env = {v: getattr(r, col) for v, col in fm.VARIABLES.items()}
+        # numpy values: 1/0 is inf (a bad point), not Python's ZeroDivisionError
+        env.update({n: np.asarray(p[n], dtype=float) for n in self.parsed.coefficients})
+        return env
+
+    def _shape(self, p: Params, r: Runs) -> tuple[int, ...]:
+        return np.broadcast_shapes(np.shape(r.tokens), *(np.shape(p[n]) for n in self.params))
+
+    def predict(self, p: Params, r: Runs) -> np.ndarray:
+        """Predicted loss (broadcast over runs and coefficient arrays)."""
+        return np.broadcast_to(self.compiled.value(self._env(p, r)), self._shape(p, r))
+
+    def gradient(self, p: Params, r: Runs) -> dict[str, np.ndarray]:
+        return self.value_and_grad(p, r)[1]
+
+    def value_and_grad(self, p: Params, r: Runs) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        value, grad = self.compiled.value_and_grad(self._env(p, r))
+        shape = self._shape(p, r)
+        return (np.broadcast_to(value, shape),
+                {n: np.broadcast_to(grad[n], shape) for n in self.params})
 
     def linear_columns(self, p: Params, r: Runs, names: Sequence[str]
                        ) -> tuple[np.ndarray, np.ndarray]:
-        """(offset (n,), columns (n, k)) such that L = offset + columns @ w for ``names``.
-
-        The law is affine in each weight, so a column is its derivative, read at weight 1."""
-        ones = {**p, **{n: 1.0 for n in names}}
-        grad = self.gradient(ones, r)
-        pred = self.predict(ones, r)
-        cols = [np.broadcast_to(grad[n] / (ones[self.power[n]] if n in self.power else 1.0),
-                                np.shape(pred)) for n in names]
-        a = np.column_stack(cols) if cols else np.zeros((np.size(pred), 0))
-        return pred - a.sum(axis=1), a
+        """(offset (n,), columns (n, k)) with L = offset + columns @ w for the weights of
+        ``names`` (linear coefficients; the others keep their values in ``p``)."""
+        offset, cols = self.compiled.linear_parts(self._env(p, r))
+        shape = np.shape(r.tokens)
+        offset = np.broadcast_to(offset, shape).astype(float)
+        by_name = dict(zip(self.compiled.linear, (np.broadcast_to(c, shape) for c in cols)))
+        for n in self.linear:
+            if n not in names:
+                offset = offset + self.to_weight(n, p[n], p) * by_name[n]
+        a = np.column_stack([by_name[n] for n in names]) if names else np.zeros((len(offset), 0))
+        return offset, a
 
     def to_weight(self, name: str, value: float, p: Params) -> float:
         return value ** p[self.power[name]] if name in self.power else value
@@ -61,148 +166,135 @@ class Law:
     def from_weight(self, name: str, w: float, p: Params) -> float:
         return w ** (1.0 / p[self.power[name]]) if name in self.power else w
 
+    def definition(self) -> dict:
+        """A JSON-able definition (what a law file holds), stored in a run's config."""
+        out = {"name": self.name, "formula": self.formula}
+        if self.published is not None:
+            out["published"] = dict(self.published)
+        if self.source:
+            out["source"] = self.source
+        if self.bounds:
+            out["bounds"] = {k: list(v) for k, v in self.bounds.items()}
+        return out
 
-def kaplan(p: Params, r: Runs) -> np.ndarray:
-    """Eq 1: L = [(Nc/N)^(aN/aD) + Dc/D]^aD, N = active (dense) parameters."""
-    return ((p["Nc"] / r.n_active) ** (p["aN"] / p["aD"]) + p["Dc"] / r.tokens) ** p["aD"]
-
-
-def hoffmann(p: Params, r: Runs) -> np.ndarray:
-    """Eq 2: L = e + a/N^alpha + b/D^beta (Chinchilla), N = active parameters."""
-    return p["e"] + p["a"] / r.n_active ** p["alpha"] + p["b"] / r.tokens ** p["beta"]
-
-
-def frantar(p: Params, r: Runs) -> np.ndarray:
-    """Eq 3: L = (aS(1-S)^bS + cS)(1/N)^bN + (aD/D)^bD + c, N = non-zero parameters."""
-    dense = 1.0 - r.sparsity
-    return ((p["aS"] * dense ** p["bS"] + p["cS"]) * (1.0 / r.n_active) ** p["bN"]
-            + (p["aD"] / r.tokens) ** p["bD"] + p["c"])
+    def describe(self) -> str:
+        head = f"{self.name} ({self.equation}): " if self.equation else f"{self.name}: "
+        return head + f"L = {self.formula}"
 
 
-def frantar_reparam(p: Params, r: Runs) -> np.ndarray:
-    """Eq 4: Eq 3 with e = c, alpha = bN, beta = bD, b = aD^bD."""
-    dense = 1.0 - r.sparsity
-    return (p["e"] + (p["aS"] * dense ** p["bS"] + p["cS"]) / r.n_active ** p["alpha"]
-            + p["b"] / r.tokens ** p["beta"])
+def _rebuild(cls, kwargs):
+    return cls(**kwargs)
 
 
-def abnar(p: Params, r: Runs) -> np.ndarray:
-    """Eq 5 (MoE): e + a/N^alpha + b/D^beta + c/(1-S)^lambda + d/((1-S)^delta N^gamma), N = total."""
-    dense = 1.0 - r.sparsity
-    n = r.n_total
-    return (p["e"] + p["a"] / n ** p["alpha"] + p["b"] / r.tokens ** p["beta"]
-            + p["c"] / dense ** p["lambda"] + p["d"] / (dense ** p["delta"] * n ** p["gamma"]))
+LAW_FILE_KEYS = {"name", "formula", "published", "defaults", "source", "bounds", "description"}
 
 
-def generalized(p: Params, r: Runs) -> np.ndarray:
-    """Eq 7: e(1-S)^gamma + (a(1-S)^alpha + c S)/N^alpha + b/D^beta, N = active parameters."""
-    dense = 1.0 - r.sparsity
-    return (p["e"] * dense ** p["gamma"]
-            + (p["a"] * dense ** p["alpha"] + p["c"] * r.sparsity) / r.n_active ** p["alpha"]
-            + p["b"] / r.tokens ** p["beta"])
-
-
-# Gradients dL/dp of each law, by hand; tests check them against finite differences.
-def _log(x):
-    return np.log(x)
-
-
-def kaplan_grad(p: Params, r: Runs) -> dict[str, np.ndarray]:
-    ratio = p["Nc"] / r.n_active
-    x = ratio ** (p["aN"] / p["aD"])
-    z = x + p["Dc"] / r.tokens
-    loss = z ** p["aD"]
-    return {"aN": loss * x * _log(ratio) / z,
-            "aD": loss * (_log(z) - x * _log(ratio) * p["aN"] / (p["aD"] * z)),
-            "Nc": loss * x * p["aN"] / (z * p["Nc"]),
-            "Dc": loss * p["aD"] / (z * r.tokens)}
-
-
-def hoffmann_grad(p: Params, r: Runs) -> dict[str, np.ndarray]:
-    pn, pd = r.n_active ** -p["alpha"], r.tokens ** -p["beta"]
-    one = np.ones_like(pn * pd)
-    return {"e": one, "a": pn * one, "b": pd * one, "alpha": -p["a"] * pn * _log(r.n_active),
-            "beta": -p["b"] * pd * _log(r.tokens)}
-
-
-def _sparse_term(p: Params, r: Runs, exponent: str):
-    dense = 1.0 - r.sparsity
-    sd = dense ** p["bS"]
-    pn = r.n_active ** -p[exponent]
-    return dense, sd, pn
-
-
-def frantar_grad(p: Params, r: Runs) -> dict[str, np.ndarray]:
-    dense, sd, pn = _sparse_term(p, r, "bN")
-    q = (p["aD"] / r.tokens) ** p["bD"]
-    coef = p["aS"] * sd + p["cS"]
-    return {"aS": sd * pn, "bS": p["aS"] * sd * _log(dense) * pn, "cS": pn * np.ones_like(sd),
-            "bN": -coef * pn * _log(r.n_active), "aD": p["bD"] * q / p["aD"],
-            "bD": q * _log(p["aD"] / r.tokens), "c": np.ones_like(coef * q)}
-
-
-def frantar_reparam_grad(p: Params, r: Runs) -> dict[str, np.ndarray]:
-    dense, sd, pn = _sparse_term(p, r, "alpha")
-    pd = r.tokens ** -p["beta"]
-    coef = p["aS"] * sd + p["cS"]
-    return {"aS": sd * pn, "bS": p["aS"] * sd * _log(dense) * pn, "cS": pn * np.ones_like(sd),
-            "b": pd * np.ones_like(pn), "alpha": -coef * pn * _log(r.n_active),
-            "beta": -p["b"] * pd * _log(r.tokens), "e": np.ones_like(coef * pd)}
-
-
-def abnar_grad(p: Params, r: Runs) -> dict[str, np.ndarray]:
-    dense, n = 1.0 - r.sparsity, r.n_total
-    pn, pd = n ** -p["alpha"], r.tokens ** -p["beta"]
-    sl = dense ** -p["lambda"]
-    last = dense ** -p["delta"] * n ** -p["gamma"]
-    one = np.ones_like(pn * pd * sl * last)
-    return {"e": one, "a": pn * one, "b": pd * one, "c": sl * one, "d": last * one,
-            "alpha": -p["a"] * pn * _log(n), "beta": -p["b"] * pd * _log(r.tokens),
-            "lambda": -p["c"] * sl * _log(dense), "delta": -p["d"] * last * _log(dense),
-            "gamma": -p["d"] * last * _log(n)}
-
-
-def generalized_grad(p: Params, r: Runs) -> dict[str, np.ndarray]:
-    dense, s = 1.0 - r.sparsity, r.sparsity
-    sg, sa = dense ** p["gamma"], dense ** p["alpha"]
-    pn, pd = r.n_active ** -p["alpha"], r.tokens ** -p["beta"]
-    coef = p["a"] * sa + p["c"] * s
-    one = np.ones_like(sg * sa * pn * pd)
-    return {"e": sg * one, "a": sa * pn * one, "b": pd * one, "c": s * pn * one,
-            "alpha": (p["a"] * sa * _log(dense) - coef * _log(r.n_active)) * pn,
-            "beta": -p["b"] * pd * _log(r.tokens), "gamma": p["e"] * sg * _log(dense)}
-
-
-LAWS: dict[str, Law] = {law.name: law for law in (
-    Law("kaplan", "Eq 1", ("aN", "aD", "Nc", "Dc"), kaplan, kaplan_grad, False,
-        "Kaplan et al. 2020, dense"),
-    Law("hoffmann", "Eq 2", ("e", "a", "b", "alpha", "beta"), hoffmann, hoffmann_grad, False,
-        "Hoffmann et al. 2022 (Chinchilla), dense", linear=("e", "a", "b")),
-    Law("frantar", "Eq 3", ("aS", "bS", "cS", "bN", "aD", "bD", "c"), frantar, frantar_grad, True,
-        "Frantar et al. 2023, weight sparsity", linear=("aS", "cS", "aD", "c"),
-        power={"aD": "bD"}),
-    Law("frantar_reparam", "Eq 4", ("aS", "bS", "cS", "b", "alpha", "beta", "e"), frantar_reparam,
-        frantar_reparam_grad, True, "Eq 3 reparameterized (Hossain et al. Table IV)",
-        linear=("aS", "cS", "b", "e")),
-    Law("abnar", "Eq 5", ("e", "a", "b", "c", "d", "alpha", "beta", "lambda", "delta", "gamma"),
-        abnar, abnar_grad, True, "Abnar et al. 2025, MoE sparsity; N = total parameters",
-        linear=("e", "a", "b", "c", "d")),
-    Law("generalized", "Eq 7", ("e", "a", "b", "c", "alpha", "beta", "gamma"), generalized,
-        generalized_grad, True, "Hossain et al. 2025, dense and sparse; N = active parameters",
-        linear=("e", "a", "b", "c")),
-)}
-
-
-def get_law(name: str) -> Law:
-    """Return the law called ``name``; TunerError naming the known ones otherwise."""
+def law_from_file(path: str | Path) -> Law:
+    """A law file: JSON with ``formula`` (required), ``name``, optional ``defaults`` (or
+    ``published``) and ``bounds`` ({coefficient: [low, high]})."""
+    path = Path(path)
     try:
-        return LAWS[name]
-    except KeyError:
-        raise TunerError(f"unknown law {name!r}; known laws: {', '.join(LAWS)}") from None
+        raw = json.loads(path.read_text())
+    except OSError as exc:
+        raise TunerError(f"{path}: cannot read law file ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise TunerError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    return law_from_dict(raw, str(path))
 
 
-def predict(law: str | Law, params: Params, runs: Runs) -> np.ndarray:
+def law_from_dict(raw: object, where: str = "law definition") -> Law:
+    if not isinstance(raw, dict) or not isinstance(raw.get("formula"), str):
+        raise TunerError(f"{where}: a law file is a JSON object with a 'formula' string")
+    unknown = sorted(set(raw) - LAW_FILE_KEYS)
+    if unknown:
+        raise TunerError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: "
+                         f"{', '.join(sorted(LAW_FILE_KEYS))})")
+    defaults = raw.get("published", raw.get("defaults"))
+    try:
+        bounds = {str(k): (float(v[0]), float(v[1])) for k, v in (raw.get("bounds") or {}).items()}
+        values = None if defaults is None else {str(k): float(v) for k, v in defaults.items()}
+    except (TypeError, ValueError, IndexError, AttributeError):
+        raise TunerError(f"{where}: 'defaults' must map names to numbers and 'bounds' names "
+                         "to [low, high]") from None
+    name = str(raw.get("name") or raw["formula"])
+    try:
+        return Law(name, raw["formula"], description=str(raw.get("description", "")),
+                   published=values, source=str(raw.get("source", "")), bounds=bounds)
+    except TunerError as exc:
+        raise TunerError(f"{where}: {exc}") from None
+
+
+def _builtin() -> dict[str, Law]:
+    from tuner.laws.builtin import BUILTIN
+    return {law.name: law for law in BUILTIN}
+
+
+class _Registry(dict):
+    """The built-in laws by name, loaded on first use."""
+
+    def _load(self) -> None:
+        if not dict.__len__(self):
+            self.update(_builtin())
+
+    def __getitem__(self, k):
+        self._load()
+        return dict.__getitem__(self, k)
+
+    def __iter__(self):
+        self._load()
+        return dict.__iter__(self)
+
+    def __len__(self):
+        self._load()
+        return dict.__len__(self)
+
+    def __contains__(self, k):
+        self._load()
+        return dict.__contains__(self, k)
+
+    def values(self):
+        self._load()
+        return dict.values(self)
+
+    def items(self):
+        self._load()
+        return dict.items(self)
+
+    def keys(self):
+        self._load()
+        return dict.keys(self)
+
+
+LAWS: dict[str, Law] = _Registry()
+
+
+def get_law(spec: "str | Law | Mapping") -> Law:
+    """A built-in law by name, a law file (``*.json``), a definition dict, or a formula."""
+    if isinstance(spec, Law):
+        return spec
+    if isinstance(spec, Mapping):
+        return law_from_dict(dict(spec))
+    if not isinstance(spec, str) or not spec.strip():
+        raise TunerError("--law is empty")
+    if spec in LAWS:
+        return LAWS[spec]
+    if spec.endswith(".json"):
+        if not Path(spec).is_file():
+            raise TunerError(f"{spec}: law file not found")
+        return law_from_file(spec)
+    if spec.isidentifier():
+        raise TunerError(f"unknown law {spec!r}; known laws: {', '.join(LAWS)} (or give a "
+                         "formula such as 'e + a/N**alpha + b/D**beta', or a law file .json)")
+    if spec not in _FORMULAS:  # parsing and compiling cost milliseconds: once per formula
+        _FORMULAS[spec] = Law(spec.strip(), spec)
+    return _FORMULAS[spec]
+
+
+_FORMULAS: dict[str, Law] = {}
+
+
+def predict(law: "str | Law", params: Params, runs: Runs) -> np.ndarray:
     """Predicted loss; overflow, NaN and negative powers give inf/NaN, never an exception."""
-    law = get_law(law) if isinstance(law, str) else law
+    law = get_law(law)
     with np.errstate(all="ignore"):
         return np.asarray(law.predict(params, runs), dtype=float)

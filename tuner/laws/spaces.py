@@ -1,24 +1,33 @@
-"""Search spaces: ConfigSpace JSON files read into bounds, scales, defaults and fixed values.
+"""Search spaces: where each coefficient is searched, on which scale, from which start.
 
-``search_spaces/<law>.json`` holds one float per coefficient; its default is the published
-value (the single source of truth for it). A coefficient marked ``log`` is searched on a log
-scale but always reported in natural units. A ``constant`` hyperparameter (or ``--fix``) pins
-a coefficient. Optimizers work in *internal* coordinates: log(x) for log-scale coefficients,
-x otherwise, over the free coefficients only.
+Two kinds. ``default_space(law, dataset)`` follows the data and physics, for any law: the
+irreducible loss in [0, smallest observed loss], exponents over [0, 3], the coefficients the
+law is linear in over many decades on a log scale (the optimizer solves them in closed form),
+other coefficients on a log scale around the data's magnitudes. Bounds that are not physical
+are *soft*: a fit that ends on one widens it (``Space.widened``). ``load_space(law, path)``
+reads a ConfigSpace JSON file: the paper's spaces (``search_spaces/<law>.json``, used by the
+Fig. 7 reproduction) or a user's ``--space``; its bounds are hard. Defaults (the first point
+scored) are the law's published coefficients, the single source of truth for them. A
+``constant`` hyperparameter (or ``--fix``) pins a coefficient. Optimizers work in *internal*
+coordinates: log(x) for log-scale coefficients, x otherwise, over the free coefficients only.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.laws import get_law
+from tuner.laws.registry import Law, get_law
 from tuner.paths import SPACES_DIR
+
+EXPONENT_MAX = 3.0     # exponents of N, D, 1-S beyond this are not seen in practice (soft)
+LINEAR_RANGE = (1e-12, 1e40)  # linear coefficients: solved in closed form, any magnitude
+SCALE_DECADES = 6      # other coefficients: data magnitudes widened by this many decades
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,8 @@ class Dim:
     upper: float
     log: bool
     default: float
+    soft: tuple[bool, bool] = (False, False)  # (lower, upper) may be widened: not physical
+    kind: str = ""  # irreducible, exponent, linear, scale (for messages)
 
     def encode(self, x: float) -> float:
         return math.log(x) if self.log else float(x)
@@ -46,7 +57,7 @@ class Dim:
 class Space:
     """The free dimensions of a law's coefficients plus the fixed ones."""
 
-    law: str
+    law: Law
     dims: tuple[Dim, ...]
     fixed: Mapping[str, float] = field(default_factory=dict)
     source: str = ""
@@ -57,7 +68,7 @@ class Space:
 
     @property
     def all_names(self) -> list[str]:
-        return list(get_law(self.law).params)
+        return list(self.law.params)
 
     @property
     def bounds(self) -> np.ndarray:
@@ -90,26 +101,64 @@ class Space:
         """Pin some coefficients; unknown names or values outside the law are an error."""
         for n in values:
             if n not in self.all_names:
-                raise TunerError(f"--fix: {n!r} is not a coefficient of {self.law} "
+                raise TunerError(f"--fix: {n!r} is not a coefficient of {self.law.name} "
                                  f"({', '.join(self.all_names)})")
+            v = float(values[n])
+            if not math.isfinite(v):
+                raise TunerError(f"--fix: {n}={values[n]} is not a finite number")
+            dim = next((d for d in self.dims if d.name == n), None)
+            if dim is not None and not (dim.lower <= v <= dim.upper or any(dim.soft)):
+                raise TunerError(f"--fix: {n}={v:g} lies outside its space [{dim.lower:g}, "
+                                 f"{dim.upper:g}]")
         dims = tuple(d for d in self.dims if d.name not in values)
         if not dims:
             raise TunerError("--fix: every coefficient is fixed; nothing left to search")
         return Space(self.law, dims, {**self.fixed, **{k: float(v) for k, v in values.items()}},
                      self.source)
 
+    def widened(self, name: str, side: int) -> "Space":
+        """This space with the soft ``side`` (0 lower, 1 upper) bound of ``name`` widened."""
+        dims = []
+        for d in self.dims:
+            if d.name == name:
+                lo, hi = d.lower, d.upper
+                if d.log:
+                    lo, hi = (lo / 1e6, hi) if side == 0 else (lo, hi * 1e6)
+                else:
+                    span = hi - lo
+                    lo, hi = (lo - span, hi) if side == 0 else (lo, hi + span)
+                d = replace(d, lower=lo, upper=hi)
+            dims.append(d)
+        return replace(self, dims=tuple(dims))
 
-def space_path(law: str) -> Path:
-    return SPACES_DIR / f"{law}.json"
+    @property
+    def solve_bounds(self) -> dict[str, tuple[float, float]]:
+        return {d.name: (d.lower, d.upper) for d in self.dims}
 
 
-def load_space(law: str, path: str | Path | None = None) -> Space:
-    """Read a law's space from ``path`` (default ``search_spaces/<law>.json``) and check it."""
-    get_law(law)
-    path = Path(path) if path is not None else space_path(law)
+def space_path(law: Law) -> Path:
+    return SPACES_DIR / f"{law.name}.json"
+
+
+def paper_space(law: "str | Law") -> Space:
+    """The paper's search space of a built-in law (Fig. 7 searched these)."""
+    law = get_law(law)
+    path = space_path(law)
+    if not law.builtin or not path.is_file():
+        raise TunerError(f"law {law.name} has no paper search space")
+    return load_space(law, path)
+
+
+def load_space(law: "str | Law", path: str | Path) -> Space:
+    """Read a ConfigSpace JSON space for ``law`` and check it. A hyperparameter's
+    ``default_value``, when the file gives one, is the start; otherwise the law's published
+    value (clipped into the box) or the box's middle."""
+    law = get_law(law)
+    path = Path(path)
     if not path.is_file():
         raise TunerError(f"{path}: search-space file not found")
     try:
+        raw = json.loads(path.read_text())
         from ConfigSpace import ConfigurationSpace
         cs = ConfigurationSpace.from_json(path)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
@@ -117,13 +166,16 @@ def load_space(law: str, path: str | Path | None = None) -> Space:
     except Exception as exc:  # ConfigSpace raises a variety of types on malformed input
         raise TunerError(f"{path}: not a valid ConfigSpace JSON space ({type(exc).__name__}: "
                          f"{exc})") from None
-    names = list(get_law(law).params)
+    given = {h.get("name"): h for h in raw.get("hyperparameters", []) if isinstance(h, dict)}
+    names = list(law.params)
     missing = [n for n in names if n not in cs]
     extra = [n for n in cs if n not in names]
     if missing or extra:
-        raise TunerError(f"{path}: space does not match law {law}: "
+        raise TunerError(f"{path}: space does not match law {law.name}: "
                          + (f"missing {missing} " if missing else "")
                          + (f"unknown {extra}" if extra else "").strip())
+    published = law.published or {}
+    irreducible = set(irreducible_terms(law))
     dims, fixed = [], {}
     for n in names:
         hp = cs[n]
@@ -137,20 +189,94 @@ def load_space(law: str, path: str | Path | None = None) -> Space:
         if kind not in ("UniformFloatHyperparameter", "NormalFloatHyperparameter",
                         "BetaFloatHyperparameter", "UniformIntegerHyperparameter"):
             raise TunerError(f"{path}: {n!r} is a {kind}; coefficients must be floats")
-        lo, hi, d = float(hp.lower), float(hp.upper), float(hp.default_value)
+        lo, hi = float(hp.lower), float(hp.upper)
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
             raise TunerError(f"{path}: {n!r} has impossible bounds [{lo}, {hi}]")
-        if not lo <= d <= hi:
-            raise TunerError(f"{path}: {n!r} default {d} lies outside [{lo}, {hi}]")
-        dims.append(Dim(n, lo, hi, bool(getattr(hp, "log", False)), d))
+        log = bool(getattr(hp, "log", False))
+        if "default_value" in given.get(n, {}):
+            d = float(hp.default_value)
+            if not lo <= d <= hi:
+                raise TunerError(f"{path}: {n!r} default {d} lies outside [{lo}, {hi}]")
+        elif n in published:
+            d = min(max(float(published[n]), lo), hi)
+        else:
+            d = math.sqrt(lo * hi) if log else (lo + hi) / 2
+        kind = ("irreducible" if n in irreducible else "exponent" if n in law.exponents
+                else "linear" if n in law.linear else "")
+        dims.append(Dim(n, lo, hi, log, d, kind=kind))
     if not dims:
         raise TunerError(f"{path}: every coefficient is constant; nothing to search")
     return Space(law, tuple(dims), fixed, str(path))
 
 
-def published(law: str) -> dict[str, float]:
-    """The published coefficients of ``law``: the defaults of its shipped space file."""
-    return load_space(law).default()
+def default_space(law: "str | Law", loss: np.ndarray | None, magnitudes: np.ndarray
+                  ) -> Space:
+    """A space that follows the data (``loss``, observed; ``magnitudes``, the values of the
+    data variables the law reads) and physics rather than any paper; see the module doc."""
+    law = get_law(law)
+    published = law.published or {}
+    lmin = float(np.min(loss)) if loss is not None and len(loss) else None
+    mags = np.abs(np.asarray(magnitudes, dtype=float).ravel())
+    mags = mags[np.isfinite(mags) & (mags > 0)]
+    vlo, vhi = (float(mags.min()), float(mags.max())) if len(mags) else (1.0, 1.0)
+    irreducible = set(irreducible_terms(law))
+    dims = []
+    for n in law.params:
+        pub = published.get(n)
+        if n in law.bounds:
+            lo, hi = law.bounds[n]
+            log = lo > 0 and hi / lo >= 100
+            dim = Dim(n, lo, hi, log, _start(pub, lo, hi, log), kind="given")
+        elif n in irreducible and lmin is not None:
+            dim = Dim(n, 0.0, lmin, False, _start(pub, 0.0, lmin, False, lmin / 2),
+                      kind="irreducible")
+        elif n in law.linear:
+            lo, hi = LINEAR_RANGE
+            dim = Dim(n, lo, hi, True, _start(pub, lo, hi, True, 1.0), kind="linear")
+        elif n in law.exponents:
+            if pub is not None and pub < 0:
+                dim = Dim(n, -EXPONENT_MAX, EXPONENT_MAX, False, pub, (True, True), "exponent")
+            else:
+                dim = Dim(n, 0.0, EXPONENT_MAX, False,
+                          _start(pub, 0.0, EXPONENT_MAX, False, 0.3), (False, True), "exponent")
+        else:
+            lo = min(vlo, 1.0) * 10.0 ** -SCALE_DECADES
+            hi = max(vhi, 1.0) * 10.0 ** SCALE_DECADES
+            dim = Dim(n, lo, hi, True, _start(pub, lo, hi, True), (True, True), "scale")
+        dims.append(dim)
+    return Space(law, tuple(dims), {}, "default")
+
+
+def _start(pub: float | None, lo: float, hi: float, log: bool, fallback: float | None = None
+           ) -> float:
+    if pub is not None and lo <= pub <= hi:
+        return float(pub)
+    if fallback is not None and lo <= fallback <= hi:
+        return float(fallback)
+    return math.sqrt(lo * hi) if log else (lo + hi) / 2
+
+
+def irreducible_terms(law: Law) -> list[str]:
+    """Linear coefficients whose term does not shrink with N or D: the irreducible loss."""
+    import sympy as sp
+
+    syms = {s.name: s for s in law.parsed.expr.free_symbols}
+    scale_vars = {syms[v] for v in ("N", "N_total", "D") if v in syms}
+    out = []
+    for n in law.linear:
+        column = sp.diff(law.parsed.expr, syms[n])
+        if not (column.free_symbols & scale_vars) and n not in law.power:
+            out.append(n)
+    return out
+
+
+def published(law: "str | Law") -> dict[str, float]:
+    """The published coefficients of a built-in ``law``."""
+    law = get_law(law)
+    if law.published is None or len(law.published) < len(law.params):
+        raise TunerError(f"law {law.name} has no published coefficients; give them "
+                         "(--coefficients k=v,...) or a fit run directory")
+    return {n: float(law.published[n]) for n in law.params}
 
 
 def parse_assignments(text: str, what: str = "--coefficients") -> dict[str, float]:

@@ -8,6 +8,7 @@ evaluation ends. The same code path serves one worker, local processes, threads 
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
@@ -15,7 +16,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from tuner.fit.objective import PENALTY, Objective, ObjectiveSpec, evaluate as evaluate_builtin
+from tuner.fit.evaluation import Evaluation, LawError, evaluate, evaluate_function
+from tuner.fit.loop import drive
+from tuner.fit.objective import Objective, ObjectiveSpec
 from tuner.run.rundir import append_row, timestamp
 from tuner.laws.spaces import Space
 
@@ -47,42 +50,33 @@ class EvalTask:
     def function(self) -> Callable:
         if self.objective_fn is not None:
             return self.objective_fn
-        key = tuple(sorted(self.objective.items()))
+        key = json.dumps(self.objective, sort_keys=True, default=str)
         if key not in _OBJECTIVE_CACHE:
             _OBJECTIVE_CACHE[key] = Objective.from_spec(ObjectiveSpec(**self.objective))
         return _OBJECTIVE_CACHE[key]
 
 
-def evaluate_and_log(task: EvalTask, eval_id: int, x: np.ndarray,
-             worker: int) -> tuple[float, bool, np.ndarray, np.ndarray, np.ndarray]:
-    """Score one point, log it, and return (objective, ok, gradient and curvature in internal
-    coordinates or NaN when unknown, the point scored: ``x`` with its NaN coefficients
-    solved). An exception is a failed evaluation, not a crash."""
-    params = task.params(x)
+def evaluate_and_log(task: EvalTask, eval_id: int, x: np.ndarray, worker: int) -> Evaluation:
+    """Score one point (``x``: NaN for coefficients to solve), log it as one results.csv
+    row, and return the record. A bad point is a failed evaluation; an error in the law's
+    code is logged with status ``error`` and returned for the manager to stop the run."""
+    asked = task.params(x)
     start = time.perf_counter()
-    error = ""
-    d = len(task.space.names)
-    grad, curv = np.full(d, np.nan), np.full((d, d), np.nan)
     try:
         if task.eval_delay > 0:
             time.sleep(task.eval_delay)
         if task.gradients:
-            params, value, grad, curv = evaluate_builtin(task.function(), task.space, params)
+            ev = evaluate(task.function(), task.space, asked, eval_id)
         else:
-            value = task.function()(params)
-        value = float(value)
-        ok = True
-        if not np.isfinite(value):
-            value, ok, error = PENALTY, False, f"objective returned {value}"
-    except Exception as exc:  # one bad evaluation must not end the run
-        value, ok = PENALTY, False
-        error = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
-    elapsed = time.perf_counter() - start
+            ev = evaluate_function(task.function(), asked, eval_id)
+    except LawError as exc:
+        ev = Evaluation(eval_id, asked, asked, float("nan"), "error", str(exc))
+    ev.worker, ev.elapsed = worker, time.perf_counter() - start
     append_row(task.results_path, task.header, {
-        "eval_id": int(eval_id), **params, "objective": value,
-        "status": "ok" if ok else "failed", "elapsed": elapsed, "timestamp": timestamp(),
-        "worker": worker, "error": error})
-    return value, ok, grad, curv, np.array([params[n] for n in task.space.names])
+        "eval_id": int(eval_id), **ev.params, "objective": ev.value, "status": ev.status,
+        "elapsed": ev.elapsed, "timestamp": timestamp(), "worker": worker,
+        "error": ev.error.replace("\n", " ")[:500]})
+    return ev
 
 
 def _ignore_sigint() -> None:
@@ -100,10 +94,17 @@ def sim_evaluate(H, persis_info, sim_specs, libE_info):
         _ignore_sigint()
     task: EvalTask = sim_specs["user"]["task"]
     out = np.zeros(len(H), dtype=sim_specs["out"])
+    d = len(task.space.names)
     for i in range(len(H)):
-        (out["f"][i], out["ok"][i], out["grad"][i], out["curv"][i],
-         out["x_done"][i]) = evaluate_and_log(
-            task, int(H["eval_id"][i]), H["x"][i], int(libE_info.get("workerID", 0)))
+        ev = evaluate_and_log(task, int(H["eval_id"][i]), H["x"][i],
+                              int(libE_info.get("workerID", 0)))
+        out["f"][i] = ev.value
+        out["status"][i] = ev.status
+        out["error"][i] = ev.error[:200]
+        out["grad"][i] = ev.grad if ev.grad is not None else np.full(d, np.nan)
+        out["curv"][i] = ev.curvature if ev.curvature is not None else np.full((d, d), np.nan)
+        out["x_done"][i] = [ev.params[n] for n in task.space.names]
+        out["worker"][i] = ev.worker
     return out, persis_info
 
 
@@ -117,50 +118,69 @@ class GenState:
         self.first_eval_id, self.progress = first_eval_id, progress
         self.told, self.best = 0, float("inf")
         self.errors: list[str] = []
+        self.fatal: str | None = None  # an error in the law's code: the run stops
+
+
+class LibeExecutor:
+    """``loop.drive``'s executor over libEnsemble's persistent-generator messages."""
+
+    def __init__(self, ps, gen_specs, state: GenState):
+        self.ps, self.dtype, self.state = ps, gen_specs["out"], state
+        self.names = state.optimizer.space.names
+        self.asked: dict[int, dict] = {}
+        self.outbox = None
+
+    def submit(self, batch) -> None:
+        H_o = np.zeros(len(batch), dtype=self.dtype)
+        for i, (eval_id, c) in enumerate(batch):
+            H_o["x"][i] = [c[n] for n in self.names]
+            H_o["eval_id"][i] = eval_id
+            self.asked[eval_id] = c
+        self.outbox = H_o
+
+    def results(self):
+        from libensemble.message_numbers import PERSIS_STOP, STOP_TAG
+
+        if self.outbox is not None:
+            tag, _, calc_in = self.ps.send_recv(self.outbox)
+            self.outbox = None
+        else:
+            tag, _, calc_in = self.ps.recv()
+        if tag in (STOP_TAG, PERSIS_STOP):
+            return None
+        if calc_in is None or not len(calc_in):
+            return []
+        space = self.state.optimizer.space
+        evs = []
+        for row in calc_in:
+            eval_id = int(row["eval_id"])
+            status = str(row["status"])
+            if status == "error":
+                self.state.fatal = str(row["error"])
+                return None
+            params = space.complete(dict(zip(self.names, map(float, row["x_done"]))))
+            evs.append(Evaluation(eval_id, self.asked.pop(eval_id), params, float(row["f"]),
+                                  status, str(row["error"]), np.asarray(row["grad"]),
+                                  np.asarray(row["curv"]), int(row["worker"])))
+        values = [e.value for e in evs]
+        self.state.told += len(values)
+        self.state.best = min([self.state.best, *values])
+        if self.state.progress:
+            self.state.progress(self.state.told, self.state.best)
+        return evs
 
 
 def gen_ask_tell(H, persis_info, gen_specs, libE_info):
-    """libEnsemble persistent gen_f: ask for idle workers, tell results as they arrive."""
-    from libensemble.message_numbers import (EVAL_GEN_TAG, FINISHED_PERSISTENT_GEN_TAG,
-                                             PERSIS_STOP, STOP_TAG)
+    """libEnsemble persistent gen_f: ``loop.drive`` over libEnsemble's messages."""
+    from libensemble.message_numbers import EVAL_GEN_TAG, FINISHED_PERSISTENT_GEN_TAG
     from libensemble.tools.persistent_support import PersistentSupport
 
     state: GenState = gen_specs["user"]["state"]
     opt = state.optimizer
-    names = opt.space.names
     ps = PersistentSupport(libE_info, EVAL_GEN_TAG)
-    asked, next_id = 0, state.first_eval_id
-    inflight: dict[int, dict] = {}
     try:
-        while True:
-            idle = min(state.workers - len(inflight), state.budget - asked)
-            configs = opt.ask(idle) if idle > 0 else []
-            if configs:
-                H_o = np.zeros(len(configs), dtype=gen_specs["out"])
-                for i, c in enumerate(configs):
-                    H_o["x"][i] = [c[n] for n in names]
-                    H_o["eval_id"][i] = next_id
-                    inflight[next_id] = c
-                    next_id += 1
-                asked += len(configs)
-                tag, _, calc_in = ps.send_recv(H_o)
-            elif inflight:
-                tag, _, calc_in = ps.recv()
-            else:
-                break  # budget spent or optimizer finished, nothing in flight
-            if tag in (STOP_TAG, PERSIS_STOP):
-                break
-            if calc_in is not None and len(calc_in):
-                asked_done = [inflight.pop(int(i)) for i in calc_in["eval_id"]]
-                scored = [opt.space.complete(dict(zip(names, map(float, x))))
-                          for x in calc_in["x_done"]]
-                values = [float(v) for v in calc_in["f"]]
-                opt.tell(scored, values, list(calc_in["grad"]), asked=asked_done,
-                         curvatures=list(calc_in["curv"]))
-                state.told += len(values)
-                state.best = min([state.best, *values])
-                if state.progress:
-                    state.progress(state.told, state.best)
+        drive(opt, LibeExecutor(ps, gen_specs, state), budget=state.budget,
+              workers=state.workers, first_id=state.first_eval_id)
     except Exception:
         state.errors.append(traceback.format_exc())
         raise
@@ -177,10 +197,12 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
 
     d = len(task.space.names)
     sim_specs = {"sim_f": sim_evaluate, "in": ["x", "eval_id"],
-                 "out": [("f", float), ("ok", bool), ("grad", float, (d,)),
-                         ("curv", float, (d, d)), ("x_done", float, (d,))],
+                 "out": [("f", float), ("status", "U8"), ("error", "U200"),
+                         ("grad", float, (d,)), ("curv", float, (d, d)), ("x_done", float, (d,)),
+                         ("worker", int)],
                  "user": {"task": task, "manager_pid": os.getpid()}}
-    gen_specs = {"gen_f": gen_ask_tell, "persis_in": ["f", "eval_id", "ok", "grad", "curv", "x_done"],
+    gen_specs = {"gen_f": gen_ask_tell, "persis_in": ["f", "eval_id", "status", "error", "grad", "curv", "x_done",
+                                               "worker"],
                  "out": [("x", float, (d,)), ("eval_id", int)],
                  "user": {"state": state}}
     # active_recv_gen: the generator may wait for results without sending points first (L-BFGS
@@ -198,6 +220,8 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
     # sim_max is a backstop only: the generator stops itself at the budget.
     exit_criteria = {"sim_max": budget}
     H, _, flag = libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
+    if state is not None and state.fatal:
+        raise LawError(state.fatal)
     if state is not None and state.errors:
         raise RuntimeError("generator failed:\n" + state.errors[0])
     return comms != "mpi" or _mpi_rank() == 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import platform
 import sys
@@ -17,36 +18,48 @@ from tuner.data.datasets import load
 from tuner.fit.diagnostics import degenerate
 from tuner.run.ensemble import COMMS, EvalTask, GenState, run_libe
 from tuner.errors import TunerError
-from tuner.fit.objective import Objective, ObjectiveSpec, evaluate
+from tuner.fit.evaluation import evaluate
+from tuner.fit.objective import Objective, ObjectiveSpec
 from tuner.fit.optimizers import LIARS, SURROGATES, make_optimizer
+from tuner.laws import get_law
 from tuner.paths import runs_dir
 from tuner.run.rundir import RunDir, columns, write_json
-from tuner.laws.spaces import Space, load_space, parse_assignments
+from tuner.data.datasets import file_hash, resolve_data_path
+from tuner.laws.spaces import Space, load_space, paper_space, parse_assignments
+
 
 @dataclass
 class FitConfig:
-    """Everything that defines a run; stored as config.json so the run can be resumed."""
+    """Everything that defines a run; stored as config.json so the run can be resumed.
 
-    law: str
-    data: str
+    Optimizer options left at None take the optimizer's defaults; one given to an optimizer
+    that does not use it is refused (``make_optimizer``)."""
+
+    law: str | dict  # a built-in law's name, a formula, or a law file's definition
+    data: str        # a shipped dataset's name or a CSV path (made absolute by ``check``)
     optimizer: str = "ytopt"
     evals: int = 200
     seed: int = 0
     objective: str = "huber"
     delta: float = 1e-3
     drop_outliers: bool = True
-    surrogate: str = "RF"
-    liar: str = "cl_max"
-    n_initial_points: int = 10
+    residual: str = "log"
+    columns: dict | None = None
+    group: str | None = None
+    per_group: list | None = None
+    surrogate: str | None = None
+    liar: str | None = None
+    n_initial_points: int | None = None
     polish: float | None = None  # ytopt: share of the budget for the polish (None: automatic)
-    profile: bool = True  # ytopt: solve linear coefficients, search the exponents only
-    faithful: bool = False  # ytopt exactly as published
+    profile: bool | None = None  # ytopt: solve linear coefficients, search the exponents only
+    faithful: bool | None = None  # ytopt exactly as published
     workers: int = 1
     comms: str = "local"
     eval_delay: float = 0.0
-    space: str | None = None
+    space: str | None = None  # None: the space that follows the data; 'paper'; or a file
     fix: dict[str, float] = field(default_factory=dict)
     bootstrap: int = 0  # resamples refitted after the fit for 95% intervals (0: none)
+    data_sha256: str | None = None  # the dataset file's hash when the run began
 
     def check(self) -> None:
         if self.evals < 1:
@@ -55,21 +68,41 @@ class FitConfig:
             raise TunerError(f"--workers must be >= 1, got {self.workers}")
         if self.comms not in COMMS:
             raise TunerError(f"unknown --comms {self.comms!r}; choose one of {', '.join(COMMS)}")
-        if self.surrogate.upper() not in SURROGATES:
+        if self.surrogate is not None and self.surrogate.upper() not in SURROGATES:
             raise TunerError(f"unknown --surrogate {self.surrogate!r}; choose one of "
                              f"{', '.join(SURROGATES)}")
-        if self.liar not in LIARS:
+        if self.liar is not None and self.liar not in LIARS:
             raise TunerError(f"unknown --liar {self.liar!r}; choose one of {', '.join(LIARS)}")
-        if self.eval_delay < 0:
-            raise TunerError(f"--eval-delay must be >= 0, got {self.eval_delay}")
+        if not (math.isfinite(self.eval_delay) and self.eval_delay >= 0):
+            raise TunerError(f"--eval-delay must be finite and >= 0, got {self.eval_delay}")
         if self.bootstrap < 0 or self.bootstrap == 1:
             raise TunerError(f"--bootstrap must be 0 or >= 2, got {self.bootstrap}")
+        if isinstance(self.law, str) and self.law.endswith(".json"):
+            # A law file is read once; the run keeps its definition, not its path.
+            self.law = get_law(self.law).definition()
+        self.data = resolve_data_path(self.data)
+
+    def options(self) -> dict:
+        """The optimizer options the user gave (None: not given)."""
+        return {"surrogate": self.surrogate, "liar": self.liar,
+                "n_initial_points": self.n_initial_points, "polish": self.polish,
+                "profile": self.profile, "faithful": self.faithful}
 
     def objective_spec(self) -> ObjectiveSpec:
-        return ObjectiveSpec(self.law, self.data, self.objective, self.delta, self.drop_outliers)
+        return ObjectiveSpec(self.law, self.data, self.objective, self.delta, self.drop_outliers,
+                             self.residual, self.columns, self.group,
+                             tuple(self.per_group) if self.per_group else None)
 
-    def load_space(self) -> Space:
-        space = load_space(self.law, self.space)
+    def load_space(self, objective: Objective) -> Space:
+        law = getattr(objective.law, "base", objective.law)
+        if self.space in (None, "default"):
+            space = objective.default_space()
+        elif self.space == "paper":
+            space = paper_space(law)
+        else:
+            space = load_space(law, self.space)
+        if self.group is not None:
+            space = objective.law.expand_space(space)
         return space.with_fixed(self.fix) if self.fix else space
 
 
@@ -85,12 +118,19 @@ def prepare(config: FitConfig) -> Prepared:
     config.check()
     spec = config.objective_spec()
     objective = Objective.from_spec(spec)
-    space = config.load_space()
-    # Resolve a shipped dataset name to its path so a copied run still finds it.
-    make_optimizer(config.optimizer, space, seed=config.seed, budget=config.evals,
-                   surrogate=config.surrogate, liar=config.liar, polish=config.polish,
-                   faithful=config.faithful).close()
+    space = config.load_space(objective)
+    _optimizer(config, space, objective_fn=None).close()
     return Prepared(config, space, objective)
+
+
+def _optimizer(config: FitConfig, space: Space, objective_fn):
+    return make_optimizer(config.optimizer, space, seed=config.seed, budget=config.evals,
+                          options=config.options(),
+                          # Custom objectives give no gradient and cannot solve linear
+                          # coefficients; the 'paper' objective has no residuals to solve from.
+                          context={"gradients": objective_fn is None,
+                                   "profile_allowed": (objective_fn is None
+                                                       and config.objective != "paper")})
 
 
 class Progress:
@@ -116,9 +156,12 @@ class Progress:
 
 
 def _default_run_dir(config: FitConfig) -> Path:
+    import re
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     data = Path(config.data).stem
-    return runs_dir() / f"{config.law}-{data}-{config.optimizer}-{stamp}"
+    law = get_law(config.law)
+    name = law.name if law.builtin else re.sub(r"[^A-Za-z0-9_.]+", "_", law.name)[:40]
+    return runs_dir() / f"{name}-{data}-{config.optimizer}-{stamp}"
 
 
 def _lock(run: RunDir):
@@ -155,6 +198,8 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
     if manager:
         try:
             prep = prepare(config)
+            if config.data_sha256 is None:
+                config.data_sha256 = file_hash(config.data)
             run = RunDir.create(run_dir or _default_run_dir(config),
                                 {"tuner_version": __version__, "fit": asdict(config)},
                                 prep.space.all_names)
@@ -186,9 +231,10 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
     """Continue a run to its budget (or ``evals``): finished evaluations are told, not re-run."""
     run = RunDir.open(run_dir)
     raw = run.config()
-    # Runs made before the profile existed continue with the method they started with.
-    raw["fit"].setdefault("profile", False)
-    config = FitConfig(**raw["fit"])
+    config = FitConfig(**_upgrade(raw["fit"]))
+    if config.data_sha256 and file_hash(config.data) != config.data_sha256:
+        raise TunerError(f"{config.data}: the dataset changed since this run began (its "
+                         "sha256 differs); resume refuses to mix data: start a new fit")
     if evals is not None:
         config.evals = evals
     if workers is not None:
@@ -202,6 +248,21 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
     raw["fit"] = asdict(config)
     write_json(run.config_path, raw)
     return _run(prep, run, done=done, quiet=quiet, objective_fn=objective_fn)
+
+
+def _upgrade(fit: dict) -> dict:
+    """A run config written by an older tuner, read with its own meaning."""
+    fit = dict(fit)
+    fit.setdefault("profile", False)  # runs before the profile existed keep their method
+    if "residual" not in fit:
+        fit["space"] = fit.get("space") or "paper"  # the only space there was
+        from tuner.fit.optimizers import OPTIMIZERS
+        from tuner.fit.optimizers import OPTION_FLAGS
+        takes = OPTIMIZERS[fit.get("optimizer", "ytopt")].OPTIONS
+        for k in OPTION_FLAGS:
+            if k not in takes:
+                fit[k] = None  # defaults were written for every optimizer then
+    return fit
 
 
 def _rank() -> int:
@@ -220,25 +281,19 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
     try:
         state = None
         if manager:
-            opt = make_optimizer(config.optimizer, prep.space, seed=config.seed,
-                                 budget=config.evals, surrogate=config.surrogate,
-                                 liar=config.liar, n_initial_points=config.n_initial_points,
-                                 polish=config.polish, faithful=config.faithful,
-                                 # Custom objectives cannot solve linear coefficients; the
-                                 # 'paper' objective has no residuals to solve them from.
-                                 profile=(config.profile and objective_fn is None
-                                          and config.objective != "paper"),
-                                 gradients=objective_fn is None)
+            opt = _optimizer(config, prep.space, objective_fn)
             if n_done:
                 names = prep.space.all_names
                 configs = [{n: float(r[n]) for n in names} for _, r in done.iterrows()]
-                grads = curvs = None
                 if objective_fn is None:
                     # Gradients are not logged; recompute them (a replay, not new evaluations)
                     # so a resumed local search continues exactly where it was.
                     replay = [evaluate(prep.objective, prep.space, c) for c in configs]
-                    grads, curvs = [r[2] for r in replay], [r[3] for r in replay]
-                opt.tell(configs, done["objective"].tolist(), grads, curvatures=curvs)
+                    for ev, v in zip(replay, done["objective"].tolist()):
+                        ev.value = float(v)
+                    opt.tell_evaluations(replay)
+                else:
+                    opt.tell(configs, done["objective"].tolist())
             workers = config.workers
             if config.comms == "mpi":
                 from mpi4py import MPI
@@ -250,13 +305,13 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
             state = GenState(opt, remaining, workers, first_id,
                              Progress(config.evals, n_done, quiet))
             if remaining <= 0:
-                return write_summary(run, prep, time.time() - t0)
+                return write_summary(run, prep, time.time() - t0, opt)
         if remaining > 0:
             run_libe(_task(prep, run, objective_fn), state, workers=config.workers,
                      comms=config.comms, budget=remaining)
         if not manager:
             return None
-        return write_summary(run, prep, time.time() - t0)
+        return write_summary(run, prep, time.time() - t0, state.optimizer)
     finally:
         if lock:
             lock.close()
@@ -274,59 +329,88 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_summary(run: RunDir, prep: Prepared, wall: float) -> dict:
+def write_summary(run: RunDir, prep: Prepared, wall: float, opt=None) -> dict:
     """summary.json from results.csv (the single record of the run)."""
     frame = run.results()
-    names = prep.space.all_names
-    summary: dict = {"run_dir": str(run.path), "law": prep.config.law, "data": prep.config.data,
+    space = opt.space if opt is not None else prep.space  # with any bound it widened
+    names = space.all_names
+    law = prep.objective.law
+    summary: dict = {"run_dir": str(run.path), "law": law.name, "formula": law.formula,
+                     "data": prep.config.data,
                      "optimizer": prep.config.optimizer, "objective": prep.config.objective,
+                     "residual": prep.config.residual,
                      "evals": int(len(frame)), "budget": prep.config.evals,
                      "failed": int((frame["status"] != "ok").sum()) if len(frame) else 0,
                      "workers": sorted(int(w) for w in frame["worker"].dropna().unique()),
-                     "wall_seconds": wall}
+                     "wall_seconds": wall, "space": space.source or "default"}
+    widened = list(getattr(opt, "widenings", []) or [])
+    if widened:
+        summary["space_widened"] = widened
     if len(frame):
         best = frame.loc[frame["objective"].idxmin()]
         params = {n: float(best[n]) for n in names}
-        published = prep.space.default() if prep.space.source else None
+        published = law.published if law.published and len(law.published) == len(names) else None
+        warnings = degenerate(space, params, prep.objective.dataset)
+        warnings += [f"{w['name']}'s {w['bound']} bound {w['old']:g} was not physical and the "
+                     f"fit pressed against it: widened to {w['new']:g} after "
+                     f"{w['after_evals']} evaluations (same budget)" for w in widened]
+        warnings += prep.objective.dataset.group_hints(prep.config.group)
         summary.update({
             "best_eval_id": int(best["eval_id"]),
             "best_objective": float(best["objective"]),
             "best_params": params,
             "rmse_log": prep.objective.rmse_log(params),
-            "published_params": published,
+            "published_params": dict(published) if published else None,
             "published_objective": prep.objective(published) if published else None,
-            "warnings": degenerate(prep.space, params, prep.objective.dataset),
+            "warnings": warnings,
         })
+        if prep.config.group is not None:
+            summary["group_params"] = law.group_params(params)
     summary["versions"] = versions()
     write_json(run.summary_path, summary)
     return summary
 
 
-def coefficients(law: str, spec: str | None) -> dict[str, float]:
+def coefficients(law: "str | dict", spec: str | None) -> dict[str, float]:
     """Coefficients from 'published', a run directory, or 'k=v,...' (others published)."""
-    from tuner.laws.spaces import published
-    base = published(law)
+    law = get_law(law)
+    base = dict(law.published or {})
     if spec in (None, "", "published"):
-        return base
+        if len(base) < len(law.params):
+            raise TunerError(f"law {law.name} has no published coefficients: give "
+                             "--coefficients k=v,... or a fit run directory")
+        return {n: float(base[n]) for n in law.params}
     path = Path(spec)
     if path.is_dir():
         summary = RunDir.open(path).summary()
-        if summary.get("law") != law:
-            raise TunerError(f"{path}: run fitted law {summary.get('law')!r}, not {law!r}")
-        return {n: float(summary["best_params"][n]) for n in base}
+        if summary.get("formula", summary.get("law")) not in (law.formula, law.name) \
+                and summary.get("law") != law.name:
+            raise TunerError(f"{path}: run fitted law {summary.get('law')!r}, not {law.name!r}")
+        missing = [n for n in law.params if n not in summary.get("best_params", {})]
+        if missing:
+            raise TunerError(f"{path}: run has no coefficients {', '.join(missing)} (a "
+                             "grouped fit? use its group_params)")
+        return {n: float(summary["best_params"][n]) for n in law.params}
     given = parse_assignments(spec)
-    unknown = [k for k in given if k not in base]
+    unknown = [k for k in given if k not in law.params]
     if unknown:
-        raise TunerError(f"--coefficients: {', '.join(unknown)} not coefficients of {law} "
-                         f"({', '.join(base)})")
-    return {**base, **given}
+        raise TunerError(f"--coefficients: {', '.join(unknown)} not coefficients of {law.name} "
+                         f"({', '.join(law.params)})")
+    merged = {**base, **given}
+    missing = [n for n in law.params if n not in merged]
+    if missing:
+        raise TunerError(f"--coefficients: give {', '.join(missing)} too (law {law.name} has "
+                         "no published value for them)")
+    return {n: float(merged[n]) for n in law.params}
 
 
-def score(law: str, data: str, coeffs: str | None = "published", *, objective: str = "huber",
-          delta: float = 1e-3, drop_outliers: bool = True) -> dict:
+def score(law: "str | dict", data: str, coeffs: str | None = "published", *,
+          objective: str = "huber", delta: float = 1e-3, drop_outliers: bool = True,
+          residual: str = "log", columns: dict | None = None) -> dict:
     """The objective and RMSE of log residuals of one coefficient set on one dataset."""
-    obj = Objective.from_spec(ObjectiveSpec(law, data, objective, delta, drop_outliers))
+    obj = Objective.from_spec(ObjectiveSpec(law, resolve_data_path(data), objective, delta,
+                                            drop_outliers, residual, columns))
     params = coefficients(law, coeffs)
-    return {"law": law, "data": data, "objective_kind": objective,
+    return {"law": obj.law.name, "data": data, "objective_kind": objective,
             "objective": obj(params), "rmse_log": obj.rmse_log(params), "runs": len(obj.dataset),
             "params": params}

@@ -33,8 +33,9 @@ def _fit(law, data, optimizer, evals, seed, workers, out: Path, quiet: bool) -> 
             from tuner.run.fit import resume
             resume(run_dir, quiet=True)
         else:
+            # The paper's spaces: Fig. 7 shows what the paper searched.
             fit(FitConfig(law, data, optimizer=optimizer, evals=evals, seed=seed,
-                          workers=workers), run_dir, quiet=True)
+                          workers=workers, space="paper"), run_dir, quiet=True)
     trace = RunTrace.read(run_dir)
     if not quiet:
         print(f"  {law:<12} {data:<20} {optimizer:<6} seed {seed}: best {trace.best:.6g} "

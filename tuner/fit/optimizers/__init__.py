@@ -1,6 +1,9 @@
 """Optimizers behind one ask/tell interface, by name."""
 from __future__ import annotations
 
+import inspect
+from typing import Mapping
+
 from tuner.errors import TunerError
 from tuner.laws.spaces import Space
 from .base import Config, Optimizer, config_key
@@ -16,22 +19,42 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 
 
+# Options a user sets (command line, API), by optimizer, with their command-line flags.
+OPTION_FLAGS = {"surrogate": "--surrogate", "liar": "--liar",
+                "n_initial_points": "--initial-points", "polish": "--polish",
+                "profile": "--no-profile", "faithful": "--faithful"}
+
+
 def make_optimizer(name: str, space: Space, *, seed: int = 0, budget: int = 100,
-                   **options) -> Optimizer:
-    """Build optimizer ``name``; options the method does not take are ignored."""
+                   options: Mapping[str, object] | None = None,
+                   context: Mapping[str, object] | None = None) -> Optimizer:
+    """Build optimizer ``name``.
+
+    ``options`` are the user's (None means not given): one the method does not use is an
+    error, never silently dropped. ``context`` is what the caller knows (``gradients``: the
+    evaluator returns them; ``profile_allowed``: linear coefficients can be solved;
+    ``n_starts``), passed to the methods that use it."""
     try:
         cls = OPTIMIZERS[name]
     except KeyError:
         raise TunerError(f"unknown optimizer {name!r}; choose one of "
                          f"{', '.join(OPTIMIZERS)}") from None
-    import inspect
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = [k for k in given if k not in OPTION_FLAGS]
+    if unknown:
+        raise TunerError(f"unknown optimizer option(s) {', '.join(unknown)}")
+    unused = [k for k in given if k not in cls.OPTIONS]
+    if unused:
+        takes = ", ".join(OPTION_FLAGS[k] for k in cls.OPTIONS) or "no options"
+        raise TunerError(f"{', '.join(OPTION_FLAGS[k] for k in unused)}: not used by "
+                         f"--optimizer {name} (it takes {takes})")
     accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
+    extra = {k: v for k, v in (context or {}).items() if k in accepted and v is not None}
     try:
-        return cls(space, seed=seed, budget=budget, **kwargs)
+        return cls(space, seed=seed, budget=budget, **given, **extra)
     except ValueError as exc:
         raise TunerError(str(exc)) from None
 
 
-__all__ = ["Config", "Optimizer", "config_key", "make_optimizer", "OPTIMIZERS", "LIARS",
-           "SURROGATES"]
+__all__ = ["Config", "Optimizer", "config_key", "make_optimizer", "OPTIMIZERS", "OPTION_FLAGS",
+           "LIARS", "SURROGATES"]

@@ -32,6 +32,7 @@ class Optimizer(ABC):
     """
 
     name: str = "optimizer"
+    OPTIONS: tuple[str, ...] = ()  # the user options the method takes (see make_optimizer)
 
     def __init__(self, space: Space, *, seed: int = 0, budget: int = 100):
         if budget < 1:
@@ -47,6 +48,24 @@ class Optimizer(ABC):
         self.grads: dict[tuple[float, ...], np.ndarray] = {}
         self.curvatures: dict[tuple[float, ...], np.ndarray] = {}
         self.pending: dict[tuple[float, ...], Config] = {}
+        self.widenings: list[dict] = []  # soft bounds widened during the run, in order
+
+    MAX_WIDENINGS = 4  # per coefficient and side
+
+    def widen(self, name: str, side: int) -> bool:
+        """Widen a soft bound a local search presses against; False when it may not be."""
+        d = next(d for d in self.space.dims if d.name == name)
+        done = sum(1 for w in self.widenings if w["name"] == name and w["side"] == side)
+        if not d.soft[side] or done >= self.MAX_WIDENINGS:
+            return False
+        self.space = self.space.widened(name, side)
+        new = next(d for d in self.space.dims if d.name == name)
+        self.widenings.append({"name": name, "side": side,
+                               "bound": "lower" if side == 0 else "upper",
+                               "old": d.lower if side == 0 else d.upper,
+                               "new": new.lower if side == 0 else new.upper,
+                               "after_evals": len(self.y)})
+        return True
 
     @property
     def finished(self) -> bool:
@@ -107,6 +126,16 @@ class Optimizer(ABC):
             self.y.append(v)
         if keys:
             self._observe(keys, vals)
+
+    def tell_evaluations(self, evaluations: Sequence) -> None:
+        """Tell finished ``Evaluation`` records (the one form results travel in)."""
+        evs = list(evaluations)
+        self.tell([e.params for e in evs], [e.value for e in evs],
+                  [e.grad if e.grad is not None else np.full(len(self.space.names), np.nan)
+                   for e in evs],
+                  asked=[e.asked for e in evs],
+                  curvatures=[e.curvature if e.curvature is not None
+                              else np.full((len(self.space.names),) * 2, np.nan) for e in evs])
 
     def close(self) -> None:
         """Release what the method holds (L-BFGS-B runs live in threads)."""

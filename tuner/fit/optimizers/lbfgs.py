@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.stats import qmc
+
 
 from .base import Config, Optimizer, config_key
 
@@ -122,6 +122,7 @@ class LocalSearch:
 
 class LBFGSOptimizer(Optimizer):
     name = "lbfgs"
+    OPTIONS = ()
 
     def __init__(self, space, *, seed: int = 0, budget: int = 2000, n_starts: int | None = None,
                  gradients: bool = True):
@@ -134,6 +135,7 @@ class LBFGSOptimizer(Optimizer):
             starts = np.array(list(itertools.product(*axes)))
         else:
             m = int(np.ceil(np.log2(n)))
+            from scipy.stats import qmc  # imported here: scipy.stats is slow to import
             unit = qmc.Sobol(d, scramble=True, seed=seed).random_base2(m)[:n]
             starts = b[:, 0] + unit * (b[:, 1] - b[:, 0])
         default = space.encode(space.default())

@@ -61,12 +61,19 @@ class NewtonSearch:
         return []
 
     def _steps(self, n: int) -> list[Config]:
-        o, space = self.opt, self.opt.space
-        lo, hi = space.bounds.T
-        u = space.encode(space.complete(dict(zip(space.names, self.centre))))
+        o = self.opt
         g, h = o.grads[self.centre], o.curvatures[self.centre]
+        while True:
+            space = o.space
+            lo, hi = space.bounds.T
+            u = space.encode(space.complete(dict(zip(space.names, self.centre))))
+            pressing = ((u <= lo) & (g > 0)) | ((u >= hi) & (g < 0))
+            # A bound that is not physical moves out of the way (once more each time).
+            if not any(o.widen(space.dims[i].name, 0 if u[i] <= lo[i] else 1)
+                       for i in np.flatnonzero(pressing)):
+                break
         # Coordinates at a bound with the gradient pushing outwards stay there.
-        free = ~(((u <= lo) & (g > 0)) | ((u >= hi) & (g < 0)))
+        free = ~pressing
         if not free.any():
             return []
         hf = h[np.ix_(free, free)]

@@ -92,18 +92,21 @@ def _forest(surrogate: str, n_trees: int, seed: int):
 
 class YtoptOptimizer(Optimizer):
     name = "ytopt"
+    OPTIONS = ("surrogate", "liar", "n_initial_points", "polish", "profile", "faithful")
 
     def __init__(self, space, *, seed: int = 0, budget: int = 100, surrogate: str = "RF",
                  liar: str = "cl_max", n_initial_points: int = 10, kappa: float = 1.96,
                  acq_func: str = "gp_hedge", n_candidates: int | None = None,
                  n_trees: int | None = None, polish: float | None = None,
-                 profile: bool = True, faithful: bool = False, gradients: bool = True):
+                 profile: bool = True, faithful: bool = False, gradients: bool = True,
+                 profile_allowed: bool = True):
         super().__init__(space, seed=seed, budget=budget)
         from skopt import Optimizer as SkOptimizer
         from skopt.space import Real
 
-        from tuner.laws import get_law
-
+        if n_initial_points < 1:
+            raise ValueError(f"--initial-points must be >= 1, got {n_initial_points}")
+        profile = profile and profile_allowed and gradients
         surrogate = surrogate.upper()
         if surrogate not in SURROGATES:
             raise ValueError(f"unknown surrogate {surrogate!r}; choose one of "
@@ -118,7 +121,7 @@ class YtoptOptimizer(Optimizer):
                                  "drop --polish")
             profile, polish = False, 0.0
         self.surrogate, self.liar, self.faithful = surrogate, liar, faithful
-        linear = set(get_law(space.law).linear) if profile else set()
+        linear = set(space.law.linear) if profile else set()
         self.solved = [d.name for d in space.dims if d.name in linear]
         self.searched = [d for d in space.dims if d.name not in linear]
         if not self.searched:  # nothing left for the Bayesian search: search everything
@@ -238,7 +241,12 @@ class YtoptOptimizer(Optimizer):
     def _fit(self) -> None:
         """Tell the real optimizer what it has not seen yet, fitting its surrogate once."""
         if self._buffer:
-            self._opt.tell([x for x, _ in self._buffer], [y for _, y in self._buffer])
+            # Points beyond the Bayesian box (a bound widened by the polish) stay out of it.
+            box = [(d.lower, d.upper) for d in self.searched]
+            inside = [(x, y) for x, y in self._buffer
+                      if all(lo <= v <= hi for v, (lo, hi) in zip(x, box))]
+            if inside:
+                self._opt.tell([x for x, _ in inside], [y for _, y in inside])
             self._buffer = []
 
     def _observe(self, keys, values) -> None:

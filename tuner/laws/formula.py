@@ -1,0 +1,467 @@
+"""A law written as a formula: parsed by a whitelist, differentiated symbolically, run on numpy.
+
+The text is parsed by Python's ``ast`` and walked node by node; only numbers, names,
+``+ - * / **``, unary minus and calls of ``exp, log, sqrt, min, max`` are accepted, and each is
+turned into a SymPy object directly (never ``eval``, ``exec`` or ``sympify`` on user text).
+SymPy then gives the derivatives, the coefficients the law is linear in, and the terms each
+coefficient belongs to; a small tree walker of our own evaluates every expression with numpy,
+so nothing generated from user text is executed either.
+"""
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from tuner.errors import TunerError
+
+# Names a formula may use for the data; every other name is a coefficient.
+VARIABLES = {"N": "n_active", "N_total": "n_total", "D": "tokens", "S": "sparsity"}
+FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1, "min": None, "max": None}
+_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+
+
+def _segment(text: str, node: ast.AST) -> str:
+    return ast.get_source_segment(text, node) or type(node).__name__
+
+
+def _refuse(text: str, node: ast.AST, why: str) -> TunerError:
+    return TunerError(f"law formula {text!r}: {why}: {_segment(text, node)!r}")
+
+
+def _lambda_as_name(text: str) -> str:
+    """``text`` with the keyword ``lambda`` used as a name spelled ``lambda_``."""
+    import io
+    import tokenize
+
+    out = []
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        s = tok.string
+        out.append((tok.type, "lambda_" if tok.type == tokenize.NAME and s == "lambda" else s))
+    return tokenize.untokenize(out).strip()
+
+
+def check(text: str) -> ast.Expression:
+    """Parse ``text`` and refuse anything outside the grammar, naming the offending part."""
+    if not isinstance(text, str) or not text.strip():
+        raise TunerError("law formula is empty")
+    if len(text) > 2000:
+        raise TunerError(f"law formula is {len(text)} characters long (at most 2000)")
+    text = text.strip()
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        try:  # 'lambda' is a Python keyword but a common coefficient name (Eq 5)
+            tree = ast.parse(_lambda_as_name(text), mode="eval")
+            text = _lambda_as_name(text)
+        except SyntaxError:
+            raise TunerError(f"law formula {text!r}: not a formula ({exc.msg} at column "
+                             f"{exc.offset})") from None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Expression, ast.Load)) or isinstance(node, _BINOPS):
+            continue
+        if isinstance(node, (ast.USub, ast.UAdd)):
+            continue
+        if isinstance(node, ast.BinOp):
+            if not isinstance(node.op, _BINOPS):
+                raise _refuse(text, node, "operator not allowed (use + - * / **)")
+        elif isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, (ast.USub, ast.UAdd)):
+                raise _refuse(text, node, "operator not allowed")
+        elif isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                raise _refuse(text, node, "only numbers are allowed as constants")
+            if not math.isfinite(node.value):
+                raise _refuse(text, node, "numbers must be finite")
+        elif isinstance(node, ast.Name):
+            if node.id.startswith("_"):
+                raise _refuse(text, node, "names may not start with '_'")
+            if node.id in FUNCTIONS:
+                raise _refuse(text, node, f"{node.id} is a function: call it")
+        elif isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                raise _refuse(text, node.func, "unknown function (allowed: "
+                              f"{', '.join(FUNCTIONS)})")
+            if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+                raise _refuse(text, node, "only plain positional arguments are allowed")
+            want = FUNCTIONS[node.func.id]
+            if want is not None and len(node.args) != want:
+                raise _refuse(text, node, f"{node.func.id} takes {want} argument")
+            if want is None and len(node.args) < 2:
+                raise _refuse(text, node, f"{node.func.id} takes at least 2 arguments")
+        elif isinstance(node, ast.Attribute):
+            raise _refuse(text, node, "attributes are not allowed")
+        elif isinstance(node, ast.Subscript):
+            raise _refuse(text, node, "subscripts are not allowed")
+        elif isinstance(node, ast.Lambda):
+            raise _refuse(text, node, "lambdas are not allowed")
+        elif isinstance(node, ast.Compare):
+            raise _refuse(text, node, "comparisons are not allowed")
+        else:
+            raise _refuse(text, node, f"{type(node).__name__} is not allowed")
+    return tree
+
+
+def _to_sympy(node: ast.AST, symbols: dict):
+    import sympy as sp
+
+    if isinstance(node, ast.Expression):
+        return _to_sympy(node.body, symbols)
+    if isinstance(node, ast.Constant):
+        v = node.value
+        return sp.Integer(v) if isinstance(v, int) else sp.Float(v, 17)
+    if isinstance(node, ast.Name):
+        name = "lambda" if node.id == "lambda_" else node.id
+        return symbols.setdefault(name, sp.Symbol(name))
+    if isinstance(node, ast.UnaryOp):
+        inner = _to_sympy(node.operand, symbols)
+        return -inner if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.BinOp):
+        a, b = _to_sympy(node.left, symbols), _to_sympy(node.right, symbols)
+        op = type(node.op)
+        return {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+                ast.Div: lambda: a / b, ast.Pow: lambda: a ** b}[op]()
+    if isinstance(node, ast.Call):
+        args = [_to_sympy(a, symbols) for a in node.args]
+        name = node.func.id
+        if name == "exp":
+            return sp.exp(args[0])
+        if name == "log":
+            return sp.log(args[0])
+        if name == "sqrt":
+            return sp.sqrt(args[0])
+        return (sp.Min if name == "min" else sp.Max)(*args)
+    raise AssertionError(f"unchecked node {type(node).__name__}")  # check() refused it
+
+
+# -- numpy evaluation of SymPy trees (our own walker: nothing generated is exec'd) ------------
+
+def _compile(expr) -> Callable[[dict], np.ndarray]:
+    """A function of an environment (symbol name -> array) computing ``expr`` with numpy."""
+    import sympy as sp
+
+    if expr.is_Symbol:
+        name = expr.name
+        return lambda env: env[name]
+    if expr.is_Number:
+        value = float(expr)
+        return lambda env: value
+    if expr is sp.E:
+        return lambda env: math.e
+    args = [_compile(a) for a in expr.args]
+    if expr.is_Add:
+        def add(env, args=args):
+            out = args[0](env)
+            for f in args[1:]:
+                out = out + f(env)
+            return out
+        return add
+    if expr.is_Mul:
+        def mul(env, args=args):
+            out = args[0](env)
+            for f in args[1:]:
+                out = out * f(env)
+            return out
+        return mul
+    if expr.is_Pow:
+        base, exp = args
+        e = expr.args[1]
+        if e == -1:
+            return lambda env: 1.0 / base(env)
+        if e == 2:
+            return lambda env: base(env) * base(env)
+        if e == sp.Rational(1, 2):
+            return lambda env: np.sqrt(base(env))
+        if e == -sp.Rational(1, 2):
+            return lambda env: 1.0 / np.sqrt(base(env))
+        return lambda env: np.power(base(env), exp(env))
+    if isinstance(expr, sp.exp):
+        return lambda env: np.exp(args[0](env))
+    if isinstance(expr, sp.log):
+        return lambda env: np.log(args[0](env))
+    if isinstance(expr, (sp.Min, sp.Max)):
+        fold = np.minimum if isinstance(expr, sp.Min) else np.maximum
+
+        def extreme(env, args=args):
+            out = args[0](env)
+            for f in args[1:]:
+                out = fold(out, f(env))
+            return out
+        return extreme
+    if isinstance(expr, sp.Heaviside):  # derivatives of min and max
+        return lambda env: np.heaviside(args[0](env), 0.5)
+    if isinstance(expr, sp.Piecewise) or isinstance(expr, sp.Abs) or isinstance(expr, sp.sign):
+        raise TunerError(f"law formula: cannot evaluate {expr}")
+    raise TunerError(f"law formula: unsupported expression {type(expr).__name__}: {expr}")
+
+
+def _compile_ast(node: ast.AST) -> Callable[[dict], np.ndarray]:
+    """A numpy function of the formula exactly as written (same operations, same order), so
+    a law's value is what its hand-written form computes, to the last bit."""
+    if isinstance(node, ast.Expression):
+        return _compile_ast(node.body)
+    if isinstance(node, ast.Constant):
+        value = float(node.value)
+        return lambda env: value
+    if isinstance(node, ast.Name):
+        name = "lambda" if node.id == "lambda_" else node.id
+        return lambda env: env[name]
+    if isinstance(node, ast.UnaryOp):
+        inner = _compile_ast(node.operand)
+        return (lambda env: -inner(env)) if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.BinOp):
+        a, b = _compile_ast(node.left), _compile_ast(node.right)
+        op = type(node.op)
+        if op is ast.Add:
+            return lambda env: a(env) + b(env)
+        if op is ast.Sub:
+            return lambda env: a(env) - b(env)
+        if op is ast.Mult:
+            return lambda env: a(env) * b(env)
+        if op is ast.Div:
+            return lambda env: a(env) / b(env)
+        return lambda env: np.power(a(env), b(env))
+    if isinstance(node, ast.Call):
+        args = [_compile_ast(x) for x in node.args]
+        fn = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt}.get(node.func.id)
+        if fn is not None:
+            return lambda env: fn(args[0](env))
+        fold = np.minimum if node.func.id == "min" else np.maximum
+
+        def extreme(env):
+            out = args[0](env)
+            for f in args[1:]:
+                out = fold(out, f(env))
+            return out
+        return extreme
+    raise AssertionError(f"unchecked node {type(node).__name__}")  # check() refused it
+
+
+class Program:
+    """Several expressions evaluated together, sharing common subexpressions (SymPy ``cse``)."""
+
+    def __init__(self, exprs: Sequence):
+        import sympy as sp
+
+        # '_' names cannot clash with a user's coefficient (the grammar refuses them).
+        reps, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("_t"), optimizations=None)
+        self.steps = [(s.name, _compile(e)) for s, e in reps]
+        self.outputs = [_compile(e) for e in reduced]
+
+    def __call__(self, env: dict) -> list:
+        env = dict(env)
+        for name, f in self.steps:
+            env[name] = f(env)
+        return [f(env) for f in self.outputs]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A checked formula: its SymPy expression and what it is made of."""
+
+    text: str
+    tree: ast.Expression
+    expr: object
+    coefficients: tuple[str, ...]  # in order of first appearance
+    variables: tuple[str, ...]     # formula names (N, D, ...) it uses
+
+
+def parse(text: str) -> Parsed:
+    """Check and parse a law formula; TunerError naming the offending part."""
+    tree = check(text)
+    symbols: dict = {}
+    expr = _to_sympy(tree, symbols)
+    names = [n for n in symbols]  # insertion order: order of first appearance
+    free = {s.name for s in expr.free_symbols}
+    coefficients = tuple(n for n in names if n not in VARIABLES and n in free)
+    variables = tuple(n for n in names if n in VARIABLES and n in free)
+    if not coefficients:
+        raise TunerError(f"law formula {text!r}: no coefficient to fit (every name is a "
+                         f"variable: {', '.join(VARIABLES)})")
+    return Parsed(text.strip(), tree, expr, coefficients, variables)
+
+
+# -- structure read off the formula -------------------------------------------------------------
+
+def linear_coefficients(p: Parsed) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(coefficients the law is jointly linear in, {coefficient: exponent} for those it is
+    linear in only as coefficient**exponent, like Eq 3's aD in (aD/D)**bD).
+
+    Greedy in formula order: a coefficient joins when the second derivative by it and by
+    every coefficient already chosen is zero."""
+    import sympy as sp
+
+    syms = {s.name: s for s in p.expr.free_symbols}
+    chosen: list[str] = []
+    for name in p.coefficients:
+        c = syms[name]
+        d1 = sp.diff(p.expr, c)
+        if d1 == 0 or sp.diff(d1, c) != 0:
+            continue
+        if all(sp.diff(d1, syms[o]) == 0 for o in chosen):
+            chosen.append(name)
+    power: dict[str, str] = {}
+    for name in p.coefficients:
+        if name in chosen:
+            continue
+        k = _power_exponent(p.expr, syms, name, chosen)
+        if k is not None:
+            power[name] = k
+            chosen.append(name)
+    return tuple(n for n in p.coefficients if n in chosen), power
+
+
+def _power_exponent(expr, syms: dict, name: str, chosen: list[str]) -> str | None:
+    """The exponent k when ``expr`` is linear in name**k (and jointly with ``chosen``)."""
+    import sympy as sp
+
+    c = syms[name]
+    candidates = []
+    for node in sp.preorder_traversal(expr):
+        if node.is_Pow and node.args[1].is_Symbol and node.args[1].name not in VARIABLES \
+                and c in node.args[0].free_symbols and node.args[1] != c:
+            candidates.append(node.args[1])
+    w = sp.Symbol("_w")
+    for k in dict.fromkeys(candidates):
+        sub = expr.subs(c, w ** (1 / k))
+        sub = sp.powdenest(sp.expand_power_base(sub, force=True), force=True)
+        if c in sub.free_symbols:
+            continue
+        d1 = sp.diff(sub, w)
+        if d1 != 0 and sp.diff(d1, w) == 0 and w not in d1.free_symbols \
+                and all(sp.diff(d1, syms[o]) == 0 for o in chosen):
+            return k.name
+    return None
+
+
+def linear_form(p: Parsed, linear: Sequence[str], power: Mapping[str, str]):
+    """SymPy (offset, [column per linear coefficient]) with L = offset + sum w_j column_j,
+    where w_j is the coefficient, or coefficient**exponent for the ``power`` ones."""
+    import sympy as sp
+
+    syms = {s.name: s for s in p.expr.free_symbols}
+    weights = {n: sp.Symbol(f"_w{i}") for i, n in enumerate(linear)}
+    expr = p.expr
+    for n in linear:
+        target = weights[n] ** (1 / syms[power[n]]) if n in power else weights[n]
+        expr = expr.subs(syms[n], target)
+    if power:
+        expr = sp.powdenest(sp.expand_power_base(expr, force=True), force=True)
+    columns = [sp.diff(expr, weights[n]) for n in linear]
+    offset = expr.subs({w: 0 for w in weights.values()})
+    return offset, columns
+
+
+def unidentified(p: Parsed, constants: Mapping[str, float]) -> list[str]:
+    """Coefficients the data cannot identify when the variables in ``constants`` (formula
+    names, e.g. ``{"S": 0.0}``) take one value in every run.
+
+    With those values put in, every part of the formula that no longer depends on the data
+    is a number: a bare coefficient (possibly times a constant) survives as that number when
+    nothing else merges with it; every other coefficient inside such parts is lost, unless it
+    also appears in a part that still varies with the data."""
+    import sympy as sp
+
+    syms = {s.name: s for s in p.expr.free_symbols}
+    expr = p.expr.subs({syms[v]: sp.Float(x, 17) for v, x in constants.items() if v in syms})
+    data = {s for s in expr.free_symbols if s.name in VARIABLES}
+    lost: set[str] = set()
+    alive: set[str] = set()
+
+    def names(e) -> set[str]:
+        return {s.name for s in e.free_symbols if s.name not in VARIABLES}
+
+    def bare(e) -> str | None:
+        """The coefficient ``e`` is, up to a numeric factor, or None."""
+        c, rest = e.as_coeff_Mul()
+        return rest.name if rest.is_Symbol and rest.name not in VARIABLES else None
+
+    def walk(e) -> None:
+        if not (e.free_symbols & data):
+            return
+        if not (e.is_Add or e.is_Mul):  # a power or function of the data
+            for a in e.args:
+                if a.free_symbols & data:
+                    walk(a)
+                else:  # e.g. an exponent: it shapes the data's effect, so it is identified
+                    alive.update(names(a))
+            return
+        for a in e.args:
+            walk(a)
+        for a in (a for a in e.args if not (a.free_symbols & data)):
+            b = bare(a)
+            if b is not None:
+                alive.add(b)
+            elif a.is_Add and any(bare(t) for t in a.args):
+                keep = next(bare(t) for t in a.args if bare(t))
+                alive.add(keep)
+                lost.update(names(a) - {keep})
+            else:
+                lost.update(names(a))
+
+    top = sp.Add.make_args(expr)
+    numbers = [t for t in top if not (t.free_symbols & data)]
+    # Numbers added at the top merge into one: a bare coefficient among them stands for it.
+    order = {n: i for i, n in enumerate(p.coefficients)}
+    keep = min((bare(t) for t in numbers if bare(t)), key=order.get, default=None)
+    for t in numbers:
+        lost.update(names(t))
+    if keep:
+        alive.add(keep)
+    for t in top:
+        walk(t)
+    gone = set(p.coefficients) - names(expr)
+    return [n for n in p.coefficients if n in gone or (n in lost and n not in alive)]
+
+
+class Compiled:
+    """numpy functions of a parsed law: prediction, gradient, linear form."""
+
+    def __init__(self, p: Parsed, linear: Sequence[str], power: Mapping[str, str]):
+        import sympy as sp
+
+        syms = {s.name: s for s in p.expr.free_symbols}
+        self.coefficients = p.coefficients
+        grads = [sp.diff(p.expr, syms[n]) for n in p.coefficients]
+        self._value = _compile_ast(p.tree)
+        self._grad = Program(grads)
+        offset, columns = linear_form(p, linear, power)
+        self._linear = Program([offset, *columns])
+        self.linear = tuple(linear)
+
+    def value(self, env: dict) -> np.ndarray:
+        return self._value(env)
+
+    def value_and_grad(self, env: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return self._value(env), dict(zip(self.coefficients, self._grad(env)))
+
+    def linear_parts(self, env: dict) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = self._linear(env)
+        return out[0], out[1:]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What SymPy reads off a formula, computed once per law."""
+
+    linear: tuple[str, ...]
+    power: dict[str, str]
+    exponents: frozenset[str]  # coefficients that appear in an exponent
+
+
+def analyse(p: Parsed) -> Analysis:
+    import sympy as sp
+
+    linear, power = linear_coefficients(p)
+    exponents = set()
+    for node in sp.preorder_traversal(p.expr):
+        if node.is_Pow:
+            exponents |= {s.name for s in node.args[1].free_symbols
+                          if s.name not in VARIABLES}
+        if isinstance(node, sp.exp):
+            exponents |= {s.name for s in node.args[0].free_symbols if s.name not in VARIABLES}
+    return Analysis(linear, power, frozenset(exponents))
