@@ -16,10 +16,17 @@ from tuner.run.fit import FitConfig, fit, resume
 from tuner.run.rundir import read_results
 
 
-def failing_objective(params):
-    """Fails for a third of the space: the run must record these and go on."""
+def nan_objective(params):
+    """A bad point for a third of the space: recorded as failed, and the run goes on."""
     if params["alpha"] > 0.55:
-        raise RuntimeError("simulated failure")
+        return float("nan")
+    return params["e"] + params["alpha"]
+
+
+def buggy_objective(params):
+    """Code that raises: a bug, which must stop the run, not become a bad point."""
+    if params["alpha"] > 0.55:
+        raise TypeError("simulated bug")
     return params["e"] + params["alpha"]
 
 
@@ -45,12 +52,25 @@ def test_ytopt_async_batches_are_distinct(tmp_path):
 
 def test_failed_evaluation_is_recorded_and_run_completes(tmp_path):
     s = fit(FitConfig("hoffmann", "chinchilla_epoch", optimizer="random", evals=20),
-            tmp_path / "f", quiet=True, objective_fn=failing_objective)
+            tmp_path / "f", quiet=True, objective_fn=nan_objective)
     res = read_results(Path(s["run_dir"]) / "results.csv")
     failed = res[res.status == "failed"]
     assert len(res) == 20 and len(failed) > 0 and s["failed"] == len(failed)
-    assert failed.error.str.contains("RuntimeError: simulated failure").all()
+    assert failed.error.str.contains("objective returned nan").all()
     assert (res[res.status == "ok"].alpha <= 0.55).all()
+
+
+@pytest.mark.parametrize("comms", ["local", "threads"])
+def test_an_error_in_the_objectives_code_stops_the_run(tmp_path, comms):
+    from tuner.errors import TunerError
+    with pytest.raises(TunerError, match="custom objective: TypeError: simulated bug"):
+        fit(FitConfig("hoffmann", "chinchilla_epoch", optimizer="random", evals=40,
+                      comms=comms), tmp_path / "b", quiet=True, objective_fn=buggy_objective)
+    raw = pd.read_csv(tmp_path / "b" / "results.csv")
+    assert (raw.status == "error").sum() == 1  # stopped at the first occurrence
+    assert len(raw) < 40
+    # not a result: resume (once the bug is fixed) evaluates it again
+    assert "error" not in set(read_results(tmp_path / "b" / "results.csv").status)
 
 
 @pytest.mark.parametrize("optimizer", ["ytopt", "lbfgs", "random"])
@@ -60,8 +80,8 @@ def test_kill9_then_resume_reaches_budget_without_rerunning(tmp_path, optimizer)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuner", "fit", "--law", "hoffmann", "--data",
          "chinchilla_epoch", "--optimizer", optimizer, "--evals", str(budget), "--workers",
-         "2", "--eval-delay", "0.15", "--initial-points", "4", "--run-dir", str(out),
-         "--quiet"], cwd=ROOT, start_new_session=True,
+         "2", "--eval-delay", "0.15", "--run-dir", str(out), "--quiet",
+         *(["--initial-points", "4"] if optimizer == "ytopt" else [])], cwd=ROOT, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:

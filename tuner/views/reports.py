@@ -159,7 +159,7 @@ def report(run_dir: str | Path, out: Path | None = None) -> list[Path]:
     obj = prep.objective
     params = trace.summary["best_params"]
     frame = obj.dataset.frame
-    if obj.log_obs is None:
+    if obj.obs is None:
         raise TunerError(f"{trace.path}: the dataset has no observed losses to report against")
     pred = obj.predict(params)
     obs = frame["loss"].to_numpy()
