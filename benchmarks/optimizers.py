@@ -165,24 +165,24 @@ def overhead_at(n: int, reps: int = 5) -> dict:
     from skopt import Optimizer as SkOptimizer
     from skopt.space import Real
 
-    from tuner.fit.objective import evaluate
+    from tuner.fit.evaluation import evaluate
 
     space, obj, _ = problem("hoffmann", "chinchilla_epoch")
     rng = np.random.default_rng(n)
     b = space.bounds
     units = rng.uniform(b[:, 0], b[:, 1], size=(n, len(b)))
     scored = [evaluate(obj, space, space.decode(u)) for u in units]
-    configs, values = [c for c, *_ in scored], [v for _, v, *_ in scored]
+    configs, values = [e.params for e in scored], [e.value for e in scored]
     out = {"observations": n}
     for label, kw in (("tuner ytopt (default)", {}), ("ytopt as published", {"faithful": True})):
-        opt = make_optimizer("ytopt", space, seed=0, budget=n + reps + 1, polish=0.0, **kw)
+        opt = make_optimizer("ytopt", space, seed=0, budget=n + reps + 1,
+                             options={"polish": 0.0, **kw})
         opt._first.clear()  # time a Bayesian step, not the default's evaluation
         opt.tell(configs, values)
 
         def step(opt=opt):
             c = opt.ask(1)[0]
-            done, v, *_ = evaluate(obj, space, c)
-            opt.tell([done], [v], asked=[c])
+            opt.tell_evaluations([evaluate(obj, space, c)])
         out[label] = _time_steps(step, reps)
     sk = SkOptimizer([Real(lo, hi) for lo, hi in b], base_estimator="RF",
                      acq_optimizer="sampling", random_state=0)
