@@ -70,6 +70,10 @@ def degenerate(space: Space, params: Mapping[str, float], dataset: Dataset) -> l
             out.append(f"irreducible loss {d.name} = {params[d.name]:.4g} equals the smallest "
                        "observed loss (its physical upper bound): the law's other terms "
                        "vanish at the largest runs, or the law does not suit these data")
+        elif d.kind == "linear" and at_low and d.lower <= 1e-9:
+            out.append(f"{d.name} = {params[d.name]:.4g} is ~0 (a term's coefficient cannot be "
+                       "negative): the data do not support its term; a law without it fits "
+                       "as well")
         elif d.kind == "exponent" and at_low and d.lower == 0:
             out.append(f"exponent {d.name} = {params[d.name]:.4g} is 0 (its physical lower "
                        "bound): that term does not vary with the data; the law may have a term "

@@ -1,0 +1,212 @@
+"""Laws as formulas: the whitelist, SymPy derivatives, linear coefficients, the registry."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from tuner.cli import main
+from tuner.errors import TunerError
+from tuner.fit.loop import minimize_inprocess
+from tuner.fit.objective import Objective, ObjectiveSpec
+from tuner.laws import LAWS, Runs, get_law
+from tuner.laws.formula import parse
+from tuner.laws.registry import Law
+
+
+# Eq 1-7 as they were written by hand before laws became formulas: an independent reference.
+def _ref_kaplan(p, r):
+    return ((p["Nc"] / r.n_active) ** (p["aN"] / p["aD"]) + p["Dc"] / r.tokens) ** p["aD"]
+
+
+def _ref_hoffmann(p, r):
+    return p["e"] + p["a"] / r.n_active ** p["alpha"] + p["b"] / r.tokens ** p["beta"]
+
+
+def _ref_frantar(p, r):
+    dense = 1.0 - r.sparsity
+    return ((p["aS"] * dense ** p["bS"] + p["cS"]) * (1.0 / r.n_active) ** p["bN"]
+            + (p["aD"] / r.tokens) ** p["bD"] + p["c"])
+
+
+def _ref_frantar_reparam(p, r):
+    dense = 1.0 - r.sparsity
+    return (p["e"] + (p["aS"] * dense ** p["bS"] + p["cS"]) / r.n_active ** p["alpha"]
+            + p["b"] / r.tokens ** p["beta"])
+
+
+def _ref_abnar(p, r):
+    dense, n = 1.0 - r.sparsity, r.n_total
+    return (p["e"] + p["a"] / n ** p["alpha"] + p["b"] / r.tokens ** p["beta"]
+            + p["c"] / dense ** p["lambda"] + p["d"] / (dense ** p["delta"] * n ** p["gamma"]))
+
+
+def _ref_generalized(p, r):
+    dense = 1.0 - r.sparsity
+    return (p["e"] * dense ** p["gamma"]
+            + (p["a"] * dense ** p["alpha"] + p["c"] * r.sparsity) / r.n_active ** p["alpha"]
+            + p["b"] / r.tokens ** p["beta"])
+
+
+REFERENCE = {"kaplan": _ref_kaplan, "hoffmann": _ref_hoffmann, "frantar": _ref_frantar,
+             "frantar_reparam": _ref_frantar_reparam, "abnar": _ref_abnar,
+             "generalized": _ref_generalized}
+
+
+def _runs(rng, n=60):
+    s = rng.uniform(0, 0.95, n)
+    n_total = 10 ** rng.uniform(7, 11, n)
+    return Runs(n_total, n_total * (1 - s), 10 ** rng.uniform(9, 12, n), s)
+
+
+def test_every_builtin_law_has_a_reference():
+    assert set(REFERENCE) == set(LAWS)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_builtin_formulas_equal_the_hand_written_laws(name):
+    """Predictions to 1e-12 relative and gradients against central finite differences of the
+    hand-written form (its derivatives by hand are gone: SymPy's are checked instead)."""
+    law, ref = LAWS[name], REFERENCE[name]
+    rng = np.random.default_rng(0)
+    r = _runs(rng)
+    p = dict(law.published)
+    np.testing.assert_allclose(law.predict(p, r), ref(p, r), rtol=1e-12, atol=0)
+    grad = law.gradient(p, r)
+    for c in law.params:
+        h = 1e-6 * max(abs(p[c]), 1e-3)
+        up, down = {**p, c: p[c] + h}, {**p, c: p[c] - h}
+        fd = (ref(up, r) - ref(down, r)) / (2 * h)
+        np.testing.assert_allclose(grad[c], fd, rtol=2e-5, atol=1e-9 * np.abs(ref(p, r)).max(),
+                                   err_msg=f"{name}: d/d{c}")
+
+
+def test_lemma_holds_bit_for_bit():
+    rng = np.random.default_rng(3)
+    r = _runs(rng)
+    r = Runs(r.n_active, r.n_active, r.tokens, np.zeros_like(r.tokens))
+    p = {"e": 1.7, "a": 400.0, "b": 410.0, "alpha": 0.34, "beta": 0.28, "c": 93.0, "gamma": 0.3}
+    assert np.array_equal(LAWS["generalized"].predict(p, r), LAWS["hoffmann"].predict(p, r))
+
+
+@pytest.mark.parametrize("name,linear,power", [
+    ("kaplan", (), {}), ("hoffmann", ("e", "a", "b"), {}),
+    ("frantar", ("aS", "cS", "aD", "c"), {"aD": "bD"}),
+    ("frantar_reparam", ("aS", "cS", "b", "e"), {}),
+    ("abnar", ("e", "a", "b", "c", "d"), {}), ("generalized", ("e", "a", "b", "c"), {})])
+def test_linear_coefficients_are_read_off_the_formula(name, linear, power):
+    law = LAWS[name]
+    assert law.linear == linear and dict(law.power) == power
+
+
+@pytest.mark.parametrize("name,column,value,lost", [
+    ("hoffmann", "tokens", 1e10, ["b", "beta"]), ("hoffmann", "n_active", 1e9, ["a", "alpha"]),
+    ("generalized", "sparsity", 0.0, ["c", "gamma"]), ("frantar", "n_active", 1e9, ["bN"]),
+    ("abnar", "n_total", 1e9, ["a", "alpha", "gamma"]),
+    ("abnar", "sparsity", 0.5, ["c", "lambda", "delta"]), ("kaplan", "n_active", 1e9,
+                                                            ["aN", "Nc"])])
+def test_constant_columns_leave_the_right_coefficients_unidentified(name, column, value, lost):
+    assert LAWS[name].unidentified({column: value}) == lost
+
+
+def test_linear_form_reproduces_the_law():
+    rng = np.random.default_rng(2)
+    r = _runs(rng)
+    for law in LAWS.values():
+        p = dict(law.published)
+        offset, cols = law.linear_columns(p, r, law.linear)
+        w = np.array([law.to_weight(n, p[n], p) for n in law.linear])
+        np.testing.assert_allclose(offset + cols @ w if len(w) else offset, law.predict(p, r),
+                                   rtol=1e-10, err_msg=law.name)
+
+
+def test_a_user_formula_is_a_law_like_any_other():
+    law = get_law("e + a/N**alpha + b/D**beta + c/(N**alpha*D**beta)")
+    assert law.params == ("e", "a", "alpha", "b", "beta", "c")
+    assert law.linear == ("e", "a", "b", "c") and not law.sparse
+    assert get_law("e + a/N**alpha + b/D**beta + c/(N**alpha*D**beta)") is law  # parsed once
+    clone = pickle.loads(pickle.dumps(law))  # workers receive laws pickled
+    r = _runs(np.random.default_rng(1))
+    p = {"e": 1.8, "a": 480.0, "alpha": 0.35, "b": 2100.0, "beta": 0.37, "c": 1e4}
+    assert np.array_equal(clone.predict(p, r), law.predict(p, r))
+
+
+@pytest.mark.parametrize("text,part", [
+    ("e + a/N**alpha + __import__('os').system('id')", "__import__"),
+    ("e + a.real/N**alpha", "a.real"), ("e + a[0]/N**alpha", "a[0]"),
+    ("(lambda x: x)(e) + a/N**alpha", "lambda x: x"), ("e + 'a'/N**alpha", "'a'"),
+    ("_e + a/N**alpha", "_e"), ("e + open(a)/N**alpha", "open"),
+    ("e + a/N**alpha if e else a", "if"), ("e + a/N**alpha == 1", "=="),
+    ("N + D", "no coefficient"), ("e + a/N**alpha; b", "not a formula"),
+    ("e + a @ N", "@"), ("e + exp(a, b)/N", "exp(a, b)"), ("e + min(a)/N", "min(a)"),
+    ("e + exp/N", "exp"), ("e + log(x=a)/N", "log(x=a)")])
+def test_unsafe_or_wrong_formulas_are_refused_naming_the_part(text, part):
+    with pytest.raises(TunerError) as err:
+        get_law(text)
+    assert part in str(err.value)
+
+
+@pytest.mark.parametrize("text", [
+    "e + a/N**alpha + __import__('os').system('touch PWNED')",
+    "e + a/N**alpha + (lambda: 1)()", "sum(x for x in [1])*N", "N**k + e + ().__class__"])
+def test_the_cli_refuses_unsafe_formulas_in_one_line_writing_nothing(text, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["fit", "--law", text, "--data", "chinchilla_epoch", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("tuner: error: law formula")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_formula_fit_equals_the_builtin_fit():
+    """Eq 2 typed as a formula reaches the built-in hoffmann's optimum in as many steps."""
+    out = {}
+    for law in ("hoffmann", "e + a/N**alpha + b/D**beta"):
+        obj = Objective.from_spec(ObjectiveSpec(law, "chinchilla_epoch"))
+        history: list[float] = []
+        _, best = minimize_inprocess(obj, obj.default_space(), "ytopt", budget=100, seed=0,
+                                     history=history)
+        reach = int(np.argmax(np.minimum.accumulate(history) <= best * 1.01)) + 1
+        out[law] = best, reach
+    (b1, n1), (b2, n2) = out.values()
+    assert b2 / b1 <= 1.0001 and b1 / b2 <= 1.0001
+    assert abs(n2 - n1) <= 0.2 * n1
+
+
+def test_law_file(tmp_path):
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps({"name": "two-term", "formula": "e + a/N**alpha",
+                                "defaults": {"alpha": 0.3}, "bounds": {"alpha": [0.05, 1.5]}}))
+    law = get_law(str(path))
+    assert law.name == "two-term" and law.params == ("e", "a", "alpha")
+    obj = Objective.from_spec(ObjectiveSpec(law.definition(), "chinchilla_epoch"))
+    space = obj.default_space()
+    alpha = next(d for d in space.dims if d.name == "alpha")
+    assert (alpha.lower, alpha.upper, alpha.default) == (0.05, 1.5, 0.3)
+    path.write_text(json.dumps({"formula": "e + a/N**alpha", "code": "print(1)"}))
+    with pytest.raises(TunerError, match="unknown key"):
+        get_law(str(path))
+
+
+def test_a_new_builtin_law_is_one_definition(monkeypatch):
+    """Registering a Law is all it takes: rank, diagnostics, allocation and the space read
+    the registry."""
+    from tuner.analysis.allocate import optimal
+    from tuner.analysis.rank import supported_laws
+    from tuner.data.datasets import load
+    from tuner.fit.diagnostics import degenerate
+
+    toy = Law("toy", "e + a/N**alpha + b/D**beta + d/D", "toy", "a test law",
+              {"e": 1.7, "a": 400.0, "alpha": 0.34, "b": 410.0, "beta": 0.28, "d": 1e5},
+              "this test", builtin=True)
+    LAWS.keys()  # load the registry first
+    monkeypatch.setitem(LAWS, "toy", toy)
+    dense = load("chinchilla_epoch")
+    assert "toy" in supported_laws(dense) and get_law("toy") is toy
+    obj = Objective.from_spec(ObjectiveSpec("toy", "clark_routing"))
+    space = obj.default_space()
+    warnings = degenerate(space, toy.published, obj.dataset)
+    assert any("tokens is nearly constant" in w and "b, beta, d" in w for w in warnings)
+    a = optimal("toy", toy.published, 1e21)
+    assert a.method == "grid + Brent" and a.tokens * a.n_active * 6 == pytest.approx(1e21)
