@@ -219,6 +219,12 @@ def _print_summary(s: dict, as_json: bool) -> None:
         if s.get("published_objective") is not None:
             print(f"published objective {s['published_objective']:.6g}: "
                   f"{_fmt_params(s['published_params'])}")
+    for group, params in (s.get("group_params") or {}).items():
+        print(f"  group {group}: {_fmt_params(params)}")
+    if s.get("space_widened"):
+        w = s["space_widened"][-1]
+        print(f"space widened: {', '.join(sorted({x['name'] for x in s['space_widened']}))} "
+              f"(last: {w['name']} {w['bound']} bound {w['old']:g} -> {w['new']:g})")
     if s.get("intervals"):
         b = s["bootstrap"]
         print(f"bootstrap {b['level']:.0%} intervals (K={b['K']}, seed={b['seed']}, "

@@ -34,7 +34,14 @@ class BootstrapTask:
 
     def resample(self, k: int) -> Objective:
         ds = self.objective.dataset
-        idx = np.random.default_rng([self.seed, k]).integers(0, len(ds), len(ds))
+        rng = np.random.default_rng([self.seed, k])
+        group = self.objective.spec.group
+        if group is None:
+            idx = rng.integers(0, len(ds), len(ds))
+        else:  # within each group, so every group keeps its runs' count
+            codes = ds.groups(group)[1]
+            idx = np.concatenate([rng.choice(np.flatnonzero(codes == g), (codes == g).sum())
+                                  for g in np.unique(codes)])
         frame = ds.frame.iloc[idx].reset_index(drop=True)
         return Objective(self.objective.spec, replace(ds, name=f"{ds.name}[boot{k}]",
                                                       frame=frame))

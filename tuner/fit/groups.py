@@ -152,11 +152,18 @@ class GroupedLaw:
                 out.append(col[c])
         return offset, (np.column_stack(out) if out else np.zeros((len(offset), 0)))
 
-    def expand_space(self, space):
-        """A base law's space with each per-group coefficient's dimension copied per group."""
+    def expand_space(self, space, loss: np.ndarray | None = None):
+        """A base law's space with each per-group coefficient's dimension copied per group;
+        with ``loss``, each group's irreducible loss is bounded by that group's smallest."""
         dims, fixed = [], dict(space.fixed)
         for d in space.dims:
-            dims += [replace(d, name=n) for n in self.expanded(d.name)]
+            for n in self.expanded(d.name):
+                copy = replace(d, name=n)
+                if loss is not None and d.kind == "irreducible" and n != d.name:
+                    g = self.labels.index(n[len(d.name) + 1:-1])
+                    top = float(np.min(loss[self.masks[g]]))
+                    copy = replace(copy, upper=top, default=min(copy.default, top / 2))
+                dims.append(copy)
         for c in list(fixed):
             if c in self.per_group:
                 v = fixed.pop(c)

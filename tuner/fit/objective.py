@@ -99,7 +99,10 @@ class Objective:
         frame = self.dataset.frame
         magnitudes = np.concatenate([frame[c].to_numpy(dtype=float) for c in law.variables
                                      if c != "sparsity"] or [np.ones(1)])
-        return default_space(law, self.obs, magnitudes)
+        space = default_space(law, self.obs, magnitudes)
+        if law is self.law:
+            return space
+        return self.law.expand_space(space, self.obs)
 
     def _residual(self, pred: np.ndarray) -> np.ndarray:
         return pred - self.target if self.linear_residual else np.log(pred) - self.target

@@ -219,7 +219,11 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
         libE_specs["nworkers"] = workers
     # sim_max is a backstop only: the generator stops itself at the budget.
     exit_criteria = {"sim_max": budget}
-    H, _, flag = libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
+    cwd = os.getcwd()
+    try:
+        H, _, flag = libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
+    finally:
+        os.chdir(cwd)  # threads run in this process: libEnsemble moved it into the run dir
     if state is not None and state.fatal:
         raise LawError(state.fatal)
     if state is not None and state.errors:

@@ -96,13 +96,11 @@ class FitConfig:
     def load_space(self, objective: Objective) -> Space:
         law = getattr(objective.law, "base", objective.law)
         if self.space in (None, "default"):
-            space = objective.default_space()
-        elif self.space == "paper":
-            space = paper_space(law)
+            space = objective.default_space()  # grouped already, when the law is
         else:
-            space = load_space(law, self.space)
-        if self.group is not None:
-            space = objective.law.expand_space(space)
+            space = paper_space(law) if self.space == "paper" else load_space(law, self.space)
+            if self.group is not None:
+                space = objective.law.expand_space(space)
         return space.with_fixed(self.fix) if self.fix else space
 
 
