@@ -456,7 +456,7 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
 
 def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 2000, seed: int = 0,
          drop_outliers: bool = True,
-         progress: Callable[[str], None] | None = None) -> "pd.DataFrame":
+         progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
     """Fit every law the data support (or ``laws``) by L-BFGS-B and compare them.
 
     Returns:
@@ -464,7 +464,12 @@ def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 2000, see
         median and max relative error (trained on the 75% lowest-compute runs), warnings.
 
     Args:
-        progress: called with each law's name once it is fitted.
+        data: dataset name or CSV path.
+        laws: laws to compare (default: those the data support).
+        evals: L-BFGS-B evaluations per fit.
+        seed: random seed.
+        drop_outliers: drop rows flagged outlier.
+        progress: called as ``progress(done, total)`` before the first law and after each.
 
     Raises:
         TunerError: an unknown law, too few runs, or bad data.
@@ -475,11 +480,14 @@ def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 2000, see
     from tuner.data.datasets import load as load_data
     if laws is None:
         laws = supported_laws(load_data(str(data), drop_outliers=drop_outliers))
+    laws = list(laws)
     rows = []
-    for law in laws:  # one law at a time, so a caller can show progress
+    if progress is not None:
+        progress(0, len(laws))
+    for i, law in enumerate(laws):  # one law at a time, so a caller can show progress
         rows += rank_laws(str(data), [law], evals=evals, seed=seed, drop_outliers=drop_outliers)
         if progress is not None:
-            progress(law)
+            progress(i + 1, len(laws))
     return pd.DataFrame(sorted(rows, key=lambda r: r["BIC"]))
 
 

@@ -98,7 +98,7 @@ def prepare(config: FitConfig) -> Prepared:
 def _default_run_dir(config: FitConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     data = Path(config.data).stem
-    return runs_dir() / f"{config.law}-{data}-{config.optimizer}-{stamp}"
+    return runs_dir() / "fit" / f"{config.law}-{data}-{config.optimizer}-{stamp}"
 
 
 def _lock(run: RunDir):
