@@ -27,6 +27,8 @@ def markdown(rows: Rows) -> str:
     df = frame(rows)
     if df.empty:
         return "(no rows)"
+    # Missing cells (None, or NaN where pandas made a column numeric) are left empty.
+    df = df.astype(object).where(df.notna(), None)
     return df.to_markdown(index=False, tablefmt="pipe", floatfmt=".4g", missingval="")
 
 
