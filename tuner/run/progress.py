@@ -141,7 +141,7 @@ class Progress:
             self._bar = tqdm(total=self.total, initial=self.start_done, desc=self.desc,
                              unit=self.unit, file=self.stream, dynamic_ncols=True,
                              leave=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-                             "{n_fmt}/{total_fmt} [{elapsed}, {postfix}]")
+                             "{n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         self._bar.set_postfix_str(self._status(), refresh=False)
         self._bar.update(self.done - self._bar.n)
 
