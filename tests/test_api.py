@@ -112,6 +112,25 @@ def test_import_is_cheap_and_lazy():
     assert r.stdout.splitlines() == ["[]", "[]"]
 
 
+def test_public_names_have_docstrings_and_hints():
+    import inspect
+
+    import tuner.api
+    missing = []
+    for name in tuner.__all__:
+        obj = getattr(tuner, name)
+        if name.startswith("__"):
+            continue
+        if not inspect.getdoc(obj):
+            missing.append(name)
+        if inspect.isfunction(obj) and "return" not in obj.__annotations__:
+            missing.append(f"{name} (return type)")
+    for name, prop in inspect.getmembers(tuner.FitResult, lambda m: isinstance(m, property)):
+        if not prop.__doc__:
+            missing.append(f"FitResult.{name}")
+    assert missing == []
+
+
 def test_fit_is_callable_and_still_the_subpackage():
     import tuner.fit.objective  # noqa: F401  (a submodule import must not hide tuner.fit())
     assert callable(tuner.fit) and tuner.fit.objective.OBJECTIVES

@@ -67,6 +67,7 @@ class FitResult:
 
     @property
     def optimizer(self) -> str:
+        """The optimizer that ran: ytopt, grid, random or lbfgs."""
         return self.summary["optimizer"]
 
     @property
@@ -102,6 +103,7 @@ class FitResult:
 
     @property
     def evals(self) -> int:
+        """Evaluations finished (over every session of the run)."""
         return int(self.summary.get("evals", 0))
 
     @property
