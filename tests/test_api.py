@@ -191,3 +191,18 @@ def test_mpi_config_records_real_workers(tmp_path):
     config = json.loads((out / "config.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert config["fit"]["workers"] == 2 and summary["segments"][0]["workers"] == 2
+
+
+def test_progress_in_jupyter_is_a_bar(monkeypatch):
+    import types
+
+    class Shell:
+        config = {"IPKernelApp": {}}
+
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=Shell))
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    from tuner.run.progress import in_notebook
+    assert in_notebook()
+    assert Progress(10, stream=io.StringIO()).mode == "bar"  # not a TTY, yet a bar
+    monkeypatch.delitem(sys.modules, "ipykernel")
+    assert not in_notebook() and Progress(10, stream=io.StringIO()).mode == "lines"
