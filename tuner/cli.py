@@ -287,7 +287,7 @@ def cmd_reproduce(args) -> int:
 def cmd_compare(args) -> int:
     from tuner.views.reports import compare
     from tuner.views.tables import markdown
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stem = out / "compare"
     rows = compare(args.run_dirs, stem, x=args.x)
@@ -304,7 +304,7 @@ def cmd_compare(args) -> int:
 def cmd_report(args) -> int:
     from tuner.run.rundir import RunDir
     from tuner.views.reports import report
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     name = RunDir.open(args.run_dir).path.name.replace(".", "_")
     paths = [str(p) for p in report(args.run_dir, out / name)]
@@ -358,7 +358,7 @@ def _accept_negative_floats(p: argparse.ArgumentParser) -> None:
 
 def cmd_figures(args) -> int:
     from tuner.views.figures import draw
-    paths = [str(p) for p in draw(args.out, args.coefficients, args.only)]
+    paths = [str(p) for p in draw(Path(args.out).resolve(), args.coefficients, args.only)]
     if args.json:
         _print_json({"figures": paths})
         return 0
@@ -435,7 +435,7 @@ def cmd_validate(args) -> int:
     from tuner.views.tables import write_tables
     r = validate(args.law, args.data, train=args.train, loo=args.loo, optimizer=args.optimizer,
                  evals=args.evals, seed=args.seed, drop_outliers=not args.keep_outliers)
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tables = write_tables(r["rows"], out / f"{args.law}-{Path(args.data).stem}")
     if args.json:
@@ -469,7 +469,7 @@ def cmd_rank(args) -> int:
     finally:
         for bar in bars:
             bar.close()
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tables = write_tables(rows, out / "rank")
     if args.json:
