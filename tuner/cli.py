@@ -287,10 +287,8 @@ def cmd_reproduce(args) -> int:
 def cmd_compare(args) -> int:
     from tuner.views.reports import compare
     from tuner.views.tables import markdown
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / "compare"
-    rows = compare(args.run_dirs, stem, x=args.x)
+    stem = Path(args.out).resolve() / "compare"
+    rows = compare(args.run_dirs, stem, x=args.x)  # checks the runs, then makes --out
     figures = [str(stem.with_suffix(f".{e}")) for e in ("png", "svg")]
     tables = [str(stem.with_suffix(f".{e}")) for e in ("md", "csv")]
     if args.json:
@@ -304,9 +302,9 @@ def cmd_compare(args) -> int:
 def cmd_report(args) -> int:
     from tuner.run.rundir import RunDir
     from tuner.views.reports import report
+    name = RunDir.open(args.run_dir).path.name.replace(".", "_")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    name = RunDir.open(args.run_dir).path.name.replace(".", "_")
     paths = [str(p) for p in report(args.run_dir, out / name)]
     if args.json:
         _print_json({"run_dir": str(RunDir(args.run_dir).path), "figures": paths})
