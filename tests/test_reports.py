@@ -16,12 +16,13 @@ def test_compare_and_report(tmp_path):
     r = run_cli("compare", *runs, "--out", tmp_path / "cmp", "--x", "time")
     assert r.returncode == 0, r.stderr
     for ext in ("png", "svg", "md", "csv"):
-        assert (tmp_path / f"cmp.{ext}").stat().st_size > 0
-    table = pd.read_csv(tmp_path / "cmp.csv")
+        assert (tmp_path / "cmp" / f"compare.{ext}").stat().st_size > 0
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     assert sorted(table.optimizer) == ["grid", "random", "ytopt"]
-    r = run_cli("report", runs[0])
+    r = run_cli("report", runs[0], "--out", tmp_path / "rep")
     assert r.returncode == 0, r.stderr
-    assert (runs[0] / "report.png").stat().st_size > 0 and (runs[0] / "report.svg").exists()
+    assert (tmp_path / "rep" / "random.png").stat().st_size > 0
+    assert (tmp_path / "rep" / "random.svg").exists()
 
 
 def test_compare_bad_dir(tmp_path):

@@ -1,34 +1,70 @@
-"""Command line: a thin layer over tuner.api. Bad input ends in one line and exit code 2."""
+"""Command line: a thin layer over tuner.api. Bad input ends in one line and exit code 2.
+
+Every command that prints a result takes ``--json``; ``--out DIR`` is always a directory
+(default ``runs/<command>/``); long commands show progress on stderr unless ``--quiet``.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
 
+from tuner import __version__
 from tuner.errors import TunerError
+
+# The closed sets, as argparse choices. Written out here, because importing the registries
+# (skopt, libEnsemble) would cost a second on every start; tests/test_cli_json.py checks
+# that they match tuner.fit.optimizers, tuner.fit.objective and tuner.run.ensemble.
+OPTIMIZERS = ("ytopt", "grid", "random", "lbfgs")
+OBJECTIVES = ("huber", "mse", "paper")
+SURROGATES = ("RF", "ET", "GBRT", "GP")
+LIARS = ("cl_max", "cl_min", "cl_mean")
+COMMS = ("local", "threads", "mpi")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in the tuner style: one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _fmt_params(params: dict) -> str:
     return ", ".join(f"{k}={v:.6g}" for k, v in params.items())
 
 
+def _print_json(value: Any) -> None:
+    from tuner.api import to_json
+    print(to_json(value))
+
+
+def _add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
+
+
+def _add_out(p: argparse.ArgumentParser, command: str, what: str) -> None:
+    p.add_argument("--out", default=f"runs/{command}", metavar="DIR",
+                   help=f"output directory for {what} (default runs/{command}; created if "
+                        "missing)")
+
+
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--optimizer", default="ytopt",
+    p.add_argument("--optimizer", default="ytopt", choices=OPTIMIZERS,
                    help="ytopt (Bayesian, default), grid, random, or lbfgs (multi-start "
                         "L-BFGS-B, the classical reference)")
     p.add_argument("--evals", type=int, default=200,
                    help="evaluation budget: coefficient sets scored (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--objective", default="huber",
+    p.add_argument("--objective", default="huber", choices=OBJECTIVES,
                    help="huber (sum of Huber on log residuals, default), mse (mean squared log "
                         "residual) or paper (mean predicted loss: the literal Fig. 7 objective)")
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
     p.add_argument("--keep-outliers", action="store_true",
                    help="keep rows flagged outlier (dropped by default, as Epoch AI did)")
-    p.add_argument("--surrogate", default=None,
+    p.add_argument("--surrogate", default=None, type=str.upper, choices=SURROGATES,
                    help="ytopt surrogate: RF (default), ET, GBRT or GP")
-    p.add_argument("--liar", default=None,
+    p.add_argument("--liar", default=None, choices=LIARS,
                    help="constant-liar strategy for parallel asks: cl_max (default), cl_min, "
                         "cl_mean")
     p.add_argument("--initial-points", type=int, default=None,
@@ -61,10 +97,10 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
                         "seeded by --seed; L-BFGS warm-started from the best, parallel over "
                         "--workers) for 95%% percentile intervals (default 0: none)")
     _add_parallel_options(p)
-    p.add_argument("--run-dir", help="output directory (default runs/<law>-<data>-"
+    p.add_argument("--run-dir", help="the new run directory (default runs/fit/<law>-<data>-"
                                      "<optimizer>-<time>); must not exist")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_json(p, "the summary (summary.json)")
 
 
 LAW_HELP = ("a built-in law (see 'tuner laws'), a formula such as 'e + a/N**alpha + b/D**beta' "
@@ -95,17 +131,18 @@ def _add_parallel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="libEnsemble workers evaluating in parallel (default 1; with --comms "
                         "mpi it is the number of MPI ranks minus one)")
-    p.add_argument("--comms", default="local",
+    p.add_argument("--comms", default="local", choices=COMMS,
                    help="local (processes, default), threads, or mpi (under mpirun -np N+1)")
     p.add_argument("--eval-delay", type=float, default=0.0, metavar="SECONDS",
                    help="sleep added to each evaluation, to emulate costly evaluations")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tuner", description="Fit dense and sparse LLM scaling laws to training runs by "
         "Bayesian optimization (ytopt method) on libEnsemble, and compare with grid search, "
         "random search and L-BFGS.")
+    parser.add_argument("--version", action="version", version=f"tuner {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("fit", help="fit a law's coefficients to a dataset")
@@ -119,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the run directory to continue")
     p.add_argument("--evals", type=int, help="new total budget (default: the run's own)")
     p.add_argument("--workers", type=int, help="workers (default: the run's own)")
-    p.add_argument("--comms", help="local, threads or mpi (default: the run's own)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--comms", choices=COMMS, help="local, threads or mpi (default: the run's "
+                                                  "own)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_json(p, "the summary (summary.json)")
 
     p = sub.add_parser("score", help="objective and RMSE of log residuals of one coefficient set")
     p.add_argument("--law", required=True, help=LAW_HELP)
@@ -130,22 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coefficients", default="published",
                    help="'published' (default), a run directory (its best), or 'k=v,...' "
                         "(unnamed ones published)")
-    p.add_argument("--objective", default="huber", help="huber, mse or paper")
+    p.add_argument("--objective", default="huber", choices=OBJECTIVES,
+                   help="huber (default), mse or paper")
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    _add_json(p)
 
     p = sub.add_parser("datasets", help="list shipped datasets: rows, ranges, loss provenance")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_json(p, "one object per dataset")
 
-    sub.add_parser("laws", help="list the laws, their coefficients and published values")
+    p = sub.add_parser("laws", help="list the laws, their coefficients and published values")
+    _add_json(p, "one object per law")
     _add_planning_parsers(sub)
     _add_validation_parsers(sub)
 
     p = sub.add_parser("reproduce", help="reproduce a figure of the paper (fig7: the main job)")
     p.add_argument("figure", choices=["fig7"], help="which figure")
-    p.add_argument("--out", default="runs/fig7", help="output directory (default runs/fig7); "
-                   "finished runs in it are reused")
+    p.add_argument("--out", default="runs/reproduce", metavar="DIR",
+                   help="output directory (default runs/reproduce; created if missing); "
+                        "finished runs in it are reused")
     p.add_argument("--evals", type=int, default=200,
                    help="budget per search (ytopt, grid, random alike; default 200)")
     p.add_argument("--workers", type=int, default=1, help="libEnsemble workers per run")
@@ -154,37 +195,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", choices=["eval", "time"], default="eval",
                    help="x axis: evaluation number (default) or elapsed time")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_json(p, "the tables' rows and the figure paths")
 
     p = sub.add_parser("compare", help="convergence plot and table for any runs")
     p.add_argument("run_dirs", nargs="+", help="run directories")
-    p.add_argument("--out", default="runs/compare",
-                   help="output stem: writes OUT.png, .svg, .md, .csv (default runs/compare)")
+    _add_out(p, "compare", "compare.png, .svg, .md and .csv")
     p.add_argument("--x", choices=["eval", "time"], default="eval", help="x axis")
+    _add_json(p, "the table's rows and the figure paths")
 
     p = sub.add_parser("report", help="a fit's figure: predicted vs observed, residuals, curves")
     p.add_argument("run_dir", help="a finished run directory")
-    p.add_argument("--out", help="output stem (default RUN_DIR/report)")
+    _add_out(p, "report", "<run name>.png and .svg")
+    _add_json(p, "the figure paths")
     return parser
 
 
 def cmd_fit(args) -> int:
+    from tuner.api import fit
     from tuner.data.datasets import parse_columns
-    from tuner.run.fit import FitConfig, fit
     from tuner.laws.spaces import parse_assignments
-    config = FitConfig(law=args.law, data=args.data, optimizer=args.optimizer, evals=args.evals,
-                       seed=args.seed, objective=args.objective, delta=args.delta,
-                       drop_outliers=not args.keep_outliers, residual=args.residual,
-                       columns=parse_columns(args.columns), group=args.group,
-                       per_group=_names(args.per_group, "--per-group"),
-                       surrogate=args.surrogate,
-                       liar=args.liar, n_initial_points=args.initial_points, polish=args.polish,
-                       profile=args.profile, faithful=args.faithful,
-                       workers=args.workers, comms=args.comms, eval_delay=args.eval_delay,
-                       space=args.space, fix=parse_assignments(args.fix, "--fix"),
-                       bootstrap=args.bootstrap)
-    summary = fit(config, args.run_dir, quiet=args.quiet)
-    if summary is not None:
-        _print_summary(summary, args.json)
+    result = fit(args.law, args.data, run_dir=args.run_dir, quiet=args.quiet,
+                 optimizer=args.optimizer, evals=args.evals,
+                 seed=args.seed, objective=args.objective, delta=args.delta,
+                 drop_outliers=not args.keep_outliers, residual=args.residual,
+                 columns=parse_columns(args.columns), group=args.group,
+                 per_group=_names(args.per_group, "--per-group"), surrogate=args.surrogate,
+                 liar=args.liar, n_initial_points=args.initial_points, polish=args.polish,
+                 profile=args.profile, faithful=args.faithful,
+                 workers=args.workers, comms=args.comms, eval_delay=args.eval_delay,
+                 space=args.space, fix=parse_assignments(args.fix, "--fix"),
+                 bootstrap=args.bootstrap)
+    if result is not None:
+        _print_summary(result.summary, args.json)
     return 0
 
 
@@ -197,22 +239,30 @@ def _names(text: str | None, what: str) -> list[str] | None:
     return names
 
 
+def _slug(text: str) -> str:
+    """A file-name-safe form of a law's name (a formula has '/' and '*')."""
+    import re
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))[:40]
+
+
 def cmd_resume(args) -> int:
-    from tuner.run.fit import resume
-    summary = resume(args.run_dir, args.evals, workers=args.workers, comms=args.comms,
-                     quiet=args.quiet)
-    if summary is not None:
-        _print_summary(summary, args.json)
+    from tuner.api import resume
+    result = resume(args.run_dir, args.evals, workers=args.workers, comms=args.comms,
+                    quiet=args.quiet)
+    if result is not None:
+        _print_summary(result.summary, args.json)
     return 0
 
 
 def _print_summary(s: dict, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(s, indent=2))
+        _print_json(s)
         return
     print(f"run: {s.get('run_dir', '')}".rstrip())
+    sessions = len(s.get("segments") or [])
     print(f"{s['law']} on {s['data']} with {s['optimizer']}: {s['evals']} evaluations "
-          f"({s['failed']} failed) in {s['wall_seconds']:.1f}s")
+          f"({s['failed']} failed) in {s['wall_seconds']:.1f}s"
+          + (f" over {sessions} sessions" if sessions > 1 else ""))
     if "best_objective" in s:
         print(f"best objective {s['best_objective']:.6g} (rmse_log {s['rmse_log']:.4g})")
         print(f"best: {_fmt_params(s['best_params'])}")
@@ -236,13 +286,13 @@ def _print_summary(s: dict, as_json: bool) -> None:
 
 
 def cmd_score(args) -> int:
-    from tuner.run.fit import score
+    from tuner.api import score
     from tuner.data.datasets import parse_columns
     s = score(args.law, args.data, args.coefficients, objective=args.objective,
               delta=args.delta, drop_outliers=not args.keep_outliers, residual=args.residual,
               columns=parse_columns(args.columns))
     if args.json:
-        print(json.dumps(s, indent=2))
+        _print_json(s)
     else:
         print(f"{s['law']} on {args.data} ({s['runs']} runs), {args.objective}: "
               f"objective {s['objective']:.6g}, rmse_log {s['rmse_log']:.6g}")
@@ -251,19 +301,26 @@ def cmd_score(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from tuner.data.datasets import summary_rows
+    from tuner.api import datasets
     from tuner.views.tables import markdown
-    rows = summary_rows()
-    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
+    rows = datasets()
+    if args.json:
+        _print_json(rows)
+    else:
+        print(markdown(rows))
     return 0
 
 
 def cmd_laws(args) -> int:
-    from tuner.laws import LAWS
-    for law in LAWS.values():
-        print(f"{law.name} ({law.equation}): L = {law.formula}")
+    from tuner.api import laws
+    rows = laws()
+    if args.json:
+        _print_json(rows)
+        return 0
+    for law in rows.itertuples():
+        print(f"{law.law} ({law.equation}): L = {law.formula}")
         print(f"    {law.description}; linear in {', '.join(law.linear) or 'none'}")
-        print(f"    published ({law.source}): {_fmt_params(dict(law.published))}")
+        print(f"    published ({law.source}): {_fmt_params(law.published)}")
     return 0
 
 
@@ -275,6 +332,9 @@ def cmd_reproduce(args) -> int:
         raise TunerError("--evals, --seeds and --workers must be >= 1")
     result = fig7(Path(args.out), evals=args.evals, workers=args.workers, seeds=args.seeds,
                   x=args.x, quiet=args.quiet)
+    if args.json:
+        _print_json(result)
+        return 0
     from tuner.views.tables import markdown
     print(markdown(result["rows"]))
     print(f"figure: {result['figure'][0]}")
@@ -282,20 +342,30 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from pathlib import Path
-
     from tuner.views.reports import compare
     from tuner.views.tables import markdown
-    out = Path(args.out)
-    rows = compare(args.run_dirs, out, x=args.x)
+    stem = Path(args.out).resolve() / "compare"
+    rows = compare(args.run_dirs, stem, x=args.x)  # checks the runs, then makes --out
+    figures = [str(stem.with_suffix(f".{e}")) for e in ("png", "svg")]
+    tables = [str(stem.with_suffix(f".{e}")) for e in ("md", "csv")]
+    if args.json:
+        _print_json({"rows": rows, "figures": figures, "tables": tables})
+        return 0
     print(markdown(rows))
-    print(f"figure: {out.with_suffix('.png')}")
+    print(f"figure: {figures[0]}")
     return 0
 
 
 def cmd_report(args) -> int:
+    from tuner.run.rundir import RunDir
     from tuner.views.reports import report
-    paths = report(args.run_dir, args.out)
+    name = RunDir.open(args.run_dir).path.name.replace(".", "_")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [str(p) for p in report(args.run_dir, out / name)]
+    if args.json:
+        _print_json({"run_dir": str(RunDir(args.run_dir).path), "figures": paths})
+        return 0
     print(f"figure: {paths[0]}")
     return 0
 
@@ -303,11 +373,12 @@ def cmd_report(args) -> int:
 def _add_planning_parsers(sub) -> None:
     coeff_help = "'published' (default) or a fit run directory (its best)"
     p = sub.add_parser("figures", help="draw the paper's figures 1-6 and 8 (PNG and SVG)")
-    p.add_argument("--out", default="figures", help="output directory (default ./figures)")
+    _add_out(p, "figures", "<fig>.png and .svg")
     p.add_argument("--coefficients", nargs="+", default=["published"], metavar="SOURCE",
                    help=coeff_help + "; several: one column each. A run's coefficients apply "
                         "to its law; other laws use published values")
     p.add_argument("--only", nargs="+", metavar="FIG", help="draw only these (e.g. fig1 fig8)")
+    _add_json(p, "the paths written")
 
     p = sub.add_parser("allocate", help="compute-optimal N_active, N_total, D (and sparsity)")
     p.add_argument("--law", required=True, help=LAW_HELP)
@@ -319,7 +390,7 @@ def _add_planning_parsers(sub) -> None:
                    help="choose the sparsity in [0, --s-max] that minimises the loss")
     p.add_argument("--s-max", type=float, default=0.99, help="largest sparsity (default 0.99)")
     p.add_argument("--coefficients", default="published", help=coeff_help + ", or 'k=v,...'")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_json(p)
     _accept_negative_floats(p)
 
     p = sub.add_parser("predict", help="predicted loss of one model")
@@ -330,7 +401,7 @@ def _add_planning_parsers(sub) -> None:
     p.add_argument("--n-total", type=float,
                    help="total parameters (default n_active/(1-S); sets S if given alone)")
     p.add_argument("--coefficients", default="published", help=coeff_help + ", or 'k=v,...'")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_json(p)
     _accept_negative_floats(p)
 
 
@@ -342,31 +413,34 @@ def _accept_negative_floats(p: argparse.ArgumentParser) -> None:
 
 def cmd_figures(args) -> int:
     from tuner.views.figures import draw
-    for path in draw(args.out, args.coefficients, args.only):
+    paths = [str(p) for p in draw(Path(args.out).resolve(), args.coefficients, args.only)]
+    if args.json:
+        _print_json({"figures": paths})
+        return 0
+    for path in paths:
         print(path)
     return 0
 
 
 def cmd_allocate(args) -> int:
-    from tuner.run.fit import coefficients
-    from tuner.analysis.planning import allocation_rows, bootstrap_sets
+    from tuner.api import allocate
     from tuner.views.tables import markdown
-    params = coefficients(args.law, args.coefficients)
-    rows = allocation_rows(args.law, params, args.compute,
-                           None if args.optimal_sparsity else args.sparsity, args.s_max,
-                           bootstrap_sets(args.law, args.coefficients))
-    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
+    rows = allocate(args.law, args.compute,
+                    sparsity=None if args.optimal_sparsity else args.sparsity,
+                    s_max=args.s_max, coefficients=args.coefficients)
+    if args.json:
+        _print_json(rows)
+    else:
+        print(markdown(rows))
     return 0
 
 
 def cmd_predict(args) -> int:
-    from tuner.run.fit import coefficients
-    from tuner.analysis.planning import bootstrap_sets, predict_one
-    out = predict_one(args.law, coefficients(args.law, args.coefficients), args.n_active,
-                      args.tokens, args.sparsity, args.n_total,
-                      bootstrap_sets(args.law, args.coefficients))
+    from tuner.api import predict
+    out = predict(args.law, args.n_active, args.tokens, sparsity=args.sparsity,
+                  n_total=args.n_total, coefficients=args.coefficients)
     if args.json:
-        print(json.dumps(out, indent=2))
+        _print_json(out)
     else:
         interval = (f" (95% bootstrap interval {out['loss_lo']:.6g}-{out['loss_hi']:.6g})"
                     if "loss_lo" in out else "")
@@ -387,11 +461,17 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--train", help="pandas condition selecting the training runs, e.g. "
                                    "'n_active < 1e9' or 'tokens*n_active*6 < 1e20'")
     p.add_argument("--loo", action="store_true", help="leave-one-out over all runs instead")
-    p.add_argument("--optimizer", default="lbfgs", help="in-process optimizer (default lbfgs)")
-    p.add_argument("--evals", type=int, default=2000, help="evaluations per fit (default 2000)")
+    p.add_argument("--optimizer", default="lbfgs", choices=OPTIMIZERS,
+                   help="in-process optimizer (default lbfgs, unlike fit's ytopt: validation "
+                        "runs many refits, one per held-out run with --loo, and multi-start "
+                        "L-BFGS-B is the fastest way to each optimum)")
+    p.add_argument("--evals", type=int, default=2000,
+                   help="evaluations per fit (default 2000, unlike fit's 200: what L-BFGS-B "
+                        "from a grid of starts needs on every shipped law)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    _add_out(p, "validate", "the held-out rows, <law>-<data>.md and .csv")
+    _add_json(p, "the summary and every held-out row")
 
     p = sub.add_parser("rank", help="fit every law the data support and compare them")
     p.add_argument("--data", required=True, help="dataset name or CSV path")
@@ -399,58 +479,67 @@ def _add_validation_parsers(sub) -> None:
                    help="laws to compare, each a built-in name, a formula or a law file "
                         "(default: the built-in laws the data support)")
     _add_data_options(p, group=False)
-    p.add_argument("--evals", type=int, default=2000, help="L-BFGS evaluations per fit")
+    p.add_argument("--evals", type=int, default=2000,
+                   help="L-BFGS-B evaluations per fit (default 2000, as validate: every law "
+                        "is fitted twice in process, on all runs and on the low-compute 75%%)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
-    p.add_argument("--out", help="also write OUT/rank.md and OUT/rank.csv")
+    _add_out(p, "rank", "rank.md and rank.csv")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_json(p, "one object per law")
 
 
 def cmd_validate(args) -> int:
-    from tuner.data.datasets import load, parse_columns, resolve_data_path
-    from tuner.fit.objective import Objective, ObjectiveSpec
-    from tuner.views.tables import markdown
-    from tuner.analysis.validate import holdout, leave_one_out, train_mask
-    if args.loo == bool(args.train):
-        raise TunerError("validate: give exactly one of --train EXPR or --loo")
-    if args.evals < 1:
-        raise TunerError(f"--evals must be >= 1, got {args.evals}")
-    columns = parse_columns(args.columns)
-    spec = ObjectiveSpec(args.law, resolve_data_path(args.data),
-                         drop_outliers=not args.keep_outliers, residual=args.residual,
-                         columns=columns)
-    space = Objective.from_spec(spec).default_space()
-    opts = {"optimizer": args.optimizer, "evals": args.evals, "seed": args.seed}
-    if args.loo:
-        r = leave_one_out(spec, space, **opts)
-    else:
-        data = load(args.data, drop_outliers=not args.keep_outliers, columns=columns)
-        r = holdout(spec, space, train_mask(data, args.train), dataset=data, **opts)
+    from tuner.api import validate
+    from tuner.data.datasets import parse_columns
+    from tuner.views.tables import write_tables
+    r = validate(args.law, args.data, train=args.train, loo=args.loo, optimizer=args.optimizer,
+                 evals=args.evals, seed=args.seed, drop_outliers=not args.keep_outliers,
+                 residual=args.residual, columns=parse_columns(args.columns))
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    tables = write_tables(r["rows"], out / f"{_slug(r['law'])}-{Path(args.data).stem}")
     if args.json:
-        print(json.dumps(r, indent=2))
+        _print_json({**r, "tables": [str(t) for t in tables]})
         return 0
     what = "leave-one-out" if args.loo else f"trained on {r['train_runs']} runs ({args.train})"
-    print(f"{args.law} on {args.data}, {what}: {_fmt_params(r['params'])}")
-    print(markdown(r["rows"]))
+    print(f"{r['law']} on {args.data}, {what}: {_fmt_params(r['params'])}")
+    worst = max(r["rows"], key=lambda row: abs(row["rel_error"]))
     print(f"held-out runs {r['test_runs']}: median |rel error| {r['median_abs_rel_error']:.4g}, "
-          f"max {r['max_abs_rel_error']:.4g}")
+          f"max {r['max_abs_rel_error']:.4g} (N_active {worst['n_active']:.4g}, D "
+          f"{worst['tokens']:.4g}, S {worst['sparsity']:.4g}: predicted "
+          f"{worst['predicted']:.4g}, observed {worst['observed']:.4g})")
+    print(f"rows: {tables[0]}, {tables[1]}")
     return 0
 
 
 def cmd_rank(args) -> int:
-    from pathlib import Path
-
-    from tuner.analysis.rank import rank
+    from tuner.api import rank
+    from tuner.run.progress import Progress
     from tuner.views.tables import markdown, write_tables
     from tuner.data.datasets import parse_columns
-    rows = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
-                drop_outliers=not args.keep_outliers, residual=args.residual,
-                columns=parse_columns(args.columns))
+    bars: list[Progress] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(Progress(total, quiet=args.quiet, desc=f"rank {args.data}", unit="law"))
+        bars[0](done)
+
+    try:
+        rows = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
+                    drop_outliers=not args.keep_outliers, residual=args.residual,
+                    columns=parse_columns(args.columns), progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    tables = write_tables(rows, out / "rank")
+    if args.json:
+        _print_json({"rows": rows, "tables": [str(t) for t in tables]})
+        return 0
     print(markdown(rows))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_tables(rows, out / "rank")
-        print(f"tables: {out / 'rank.md'}, {out / 'rank.csv'}")
+    print(f"tables: {tables[0]}, {tables[1]}")
     return 0
 
 
@@ -461,6 +550,8 @@ COMMANDS = {**PLANNING_COMMANDS, **VALIDATION_COMMANDS, "reproduce": cmd_reprodu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tuner`` command line with ``argv`` (default ``sys.argv[1:]``); return the
+    exit code: 0, 2 for bad input (one line on stderr), 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

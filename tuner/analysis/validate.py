@@ -66,7 +66,8 @@ def holdout(spec: ObjectiveSpec, space: Space, mask: np.ndarray, *, optimizer: s
     params, value = minimize_inprocess(train, space, optimizer, budget=evals, seed=seed)
     predicted = full.predict(params)[~mask]
     out = _report(_rows(ds, ~mask, predicted), int(mask.sum()))
-    out.update({"law": spec.law, "data": spec.data, "params": params, "train_objective": value})
+    out.update({"law": full.law.name, "data": spec.data, "params": params,
+                "train_objective": value})
     return out
 
 
@@ -87,5 +88,5 @@ def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "lbfgs"
                                        start=start, n_starts=8)
         predicted[i] = full.predict(params)[i]
     out = _report(_rows(ds, np.ones(len(ds), dtype=bool), predicted), len(ds) - 1)
-    out.update({"law": spec.law, "data": spec.data, "params": start, "leave_one_out": True})
+    out.update({"law": full.law.name, "data": spec.data, "params": start, "leave_one_out": True})
     return out

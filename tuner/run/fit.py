@@ -7,11 +7,12 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
+import pandas as pd
 
 from tuner import __version__
 from tuner.data.datasets import load
@@ -23,6 +24,7 @@ from tuner.fit.objective import Objective, ObjectiveSpec
 from tuner.fit.optimizers import LIARS, SURROGATES, make_optimizer
 from tuner.laws import get_law
 from tuner.paths import runs_dir
+from tuner.run.progress import Progress
 from tuner.run.rundir import RunDir, columns, write_json
 from tuner.data.datasets import file_hash, resolve_data_path
 from tuner.laws.spaces import Space, load_space, paper_space, parse_assignments
@@ -131,35 +133,13 @@ def _optimizer(config: FitConfig, space: Space, objective_fn):
                                                        and config.objective != "paper")})
 
 
-class Progress:
-    """One line per update on stderr: evaluations done, best so far, rate, ETA."""
-
-    def __init__(self, total: int, done: int = 0, quiet: bool = False, every: float = 1.0):
-        self.total, self.start_done, self.quiet, self.every = total, done, quiet, every
-        self.t0 = time.time()
-        self.last = 0.0
-
-    def __call__(self, told: int, best: float) -> None:
-        if self.quiet:
-            return
-        now = time.time()
-        done = self.start_done + told
-        if now - self.last < self.every and done < self.total:
-            return
-        self.last = now
-        rate = told / max(now - self.t0, 1e-9)
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        print(f"[{done:>5}/{self.total}] best {best:.6g}  {rate:.1f} eval/s  "
-              f"ETA {eta:.0f}s", file=sys.stderr, flush=True)
-
-
 def _default_run_dir(config: FitConfig) -> Path:
     import re
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     data = Path(config.data).stem
     law = get_law(config.law)
     name = law.name if law.builtin else re.sub(r"[^A-Za-z0-9_.]+", "_", law.name)[:40]
-    return runs_dir() / f"{name}-{data}-{config.optimizer}-{stamp}"
+    return runs_dir() / "fit" / f"{name}-{data}-{config.optimizer}-{stamp}"
 
 
 def _lock(run: RunDir):
@@ -193,13 +173,17 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
     manager = config.comms != "mpi" or _rank() == 0
     prep = run = None
     error = None
+    if config.comms == "mpi":
+        # config.json records the workers the run really had: the MPI ranks but one.
+        config = replace(config, workers=_mpi_workers())
     if manager:
         try:
             prep = prepare(config)
             if config.data_sha256 is None:
                 config.data_sha256 = file_hash(config.data)
             run = RunDir.create(run_dir or _default_run_dir(config),
-                                {"tuner_version": __version__, "fit": asdict(config)},
+                                {"tuner_version": __version__, "versions": versions(),
+                                 "fit": asdict(config)},
                                 prep.space.all_names)
         except TunerError as exc:
             error = str(exc)
@@ -239,11 +223,15 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
         config.workers = workers
     if comms is not None:
         config.comms = comms
+    if config.comms == "mpi":
+        config.workers = _mpi_workers()
     prep = prepare(config)
     done = run.results()
     if config.comms == "mpi" and _rank() != 0:
         return _run(prep, run, done=done, quiet=True, objective_fn=objective_fn)
     raw["fit"] = asdict(config)
+    # The versions of the latest segment; summary.json's segments keep each one's.
+    raw["versions"] = versions()
     write_json(run.config_path, raw)
     return _run(prep, run, done=done, quiet=quiet, objective_fn=objective_fn)
 
@@ -268,6 +256,16 @@ def _rank() -> int:
     return MPI.COMM_WORLD.Get_rank()
 
 
+def _mpi_workers() -> int:
+    """Workers of an MPI run: every rank but the manager's."""
+    from mpi4py import MPI
+    workers = MPI.COMM_WORLD.Get_size() - 1
+    if workers < 1:
+        raise TunerError("--comms mpi needs at least 2 MPI ranks "
+                         "(mpirun -np N+1: one manager and N workers)")
+    return workers
+
+
 def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
          objective_fn: Callable | None) -> dict | None:
     config = prep.config
@@ -276,6 +274,8 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
     remaining = config.evals - n_done
     lock = _lock(run) if manager else None
     t0 = time.time()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    progress = None
     try:
         state = None
         if manager:
@@ -292,27 +292,64 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
                     opt.tell_evaluations(replay)
                 else:
                     opt.tell(configs, done["objective"].tolist())
-            workers = config.workers
-            if config.comms == "mpi":
-                from mpi4py import MPI
-                workers = MPI.COMM_WORLD.Get_size() - 1
-                if workers < 1:
-                    raise TunerError("--comms mpi needs at least 2 MPI ranks "
-                                     "(mpirun -np N+1: one manager and N workers)")
+            workers = _mpi_workers() if config.comms == "mpi" else config.workers
             first_id = int(done["eval_id"].max()) + 1 if n_done else 0
-            state = GenState(opt, remaining, workers, first_id,
-                             Progress(config.evals, n_done, quiet))
+            progress = Progress(config.evals, n_done, quiet, desc=f"fit {prep.objective.law.name[:30]}")
+            state = GenState(opt, remaining, workers, first_id, progress)
             if remaining <= 0:
-                return write_summary(run, prep, time.time() - t0, opt)
+                return write_summary(run, prep, time.time() - t0, opt,
+                                     segment=_segment(started, config, workers, n_done))
         if remaining > 0:
             run_libe(_task(prep, run, objective_fn), state, workers=config.workers,
                      comms=config.comms, budget=remaining)
         if not manager:
             return None
-        return write_summary(run, prep, time.time() - t0, state.optimizer)
+        summary = write_summary(run, prep, time.time() - t0, state.optimizer,
+                                segment=_segment(started, config, workers, n_done))
+        if progress is not None:
+            progress.close(summary["evals"], summary.get("best_objective"))
+        return summary
     finally:
+        if progress is not None:
+            progress.close()
         if lock:
             lock.close()
+
+
+def _segment(started: str, config: FitConfig, workers: int, n_done: int) -> dict:
+    """What one fit or resume session was: its start, workers, comms and versions."""
+    return {"started": started, "evals_before": n_done, "workers": workers,
+            "comms": config.comms, "versions": versions()}
+
+
+def _segments(run: RunDir, frame, segment: dict | None, wall: float) -> list[dict]:
+    """Every session of a run: those summary.json already lists, then one for evaluations
+    logged by a session that was killed before it wrote a summary (its wall time estimated
+    from the timestamps of its evaluations), then ``segment``, this session."""
+    previous: list[dict] = []
+    counted = 0
+    if run.summary_path.is_file():
+        try:
+            old = run.summary()
+        except (TunerError, ValueError):
+            old = {}
+        previous = list(old.get("segments") or [])
+        if not previous and "wall_seconds" in old:  # a run from before segments existed
+            previous = [{"evals": int(old.get("evals", 0)), "wall_seconds":
+                         float(old["wall_seconds"])}]
+        counted = sum(int(p.get("evals", 0)) for p in previous)
+    before = segment["evals_before"] if segment else len(frame)
+    if before > counted:
+        lost = frame.iloc[counted:before]
+        stamps = pd.to_datetime(lost["timestamp"], format="ISO8601")
+        first_elapsed = float(lost["elapsed"].iloc[0]) if len(lost) else 0.0
+        estimate = (stamps.max() - stamps.min()).total_seconds() + first_elapsed
+        previous.append({"evals": int(before - counted), "wall_seconds": float(estimate),
+                         "interrupted": True})
+    if segment is not None:
+        seg = {k: v for k, v in segment.items() if k != "evals_before"}
+        previous.append({**seg, "evals": int(len(frame) - before), "wall_seconds": wall})
+    return previous
 
 
 def versions() -> dict[str, str]:
@@ -327,12 +364,18 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_summary(run: RunDir, prep: Prepared, wall: float, opt=None) -> dict:
-    """summary.json from results.csv (the single record of the run)."""
+def write_summary(run: RunDir, prep: Prepared, wall: float, opt=None, *,
+                  segment: dict | None = None) -> dict:
+    """summary.json from results.csv (the single record of the run).
+
+    ``wall_seconds`` is the run's total over every session (fit, then each resume);
+    ``segments`` lists each session's own evaluations, wall time, workers and versions.
+    """
     frame = run.results()
     space = opt.space if opt is not None else prep.space  # with any bound it widened
     names = space.all_names
     law = prep.objective.law
+    segments = _segments(run, frame, segment, wall)
     summary: dict = {"run_dir": str(run.path), "law": law.name, "formula": law.formula,
                      "data": prep.config.data,
                      "optimizer": prep.config.optimizer, "objective": prep.config.objective,
@@ -340,7 +383,8 @@ def write_summary(run: RunDir, prep: Prepared, wall: float, opt=None) -> dict:
                      "evals": int(len(frame)), "budget": prep.config.evals,
                      "failed": int((frame["status"] != "ok").sum()) if len(frame) else 0,
                      "workers": sorted(int(w) for w in frame["worker"].dropna().unique()),
-                     "wall_seconds": wall, "space": space.source or "default"}
+                     "wall_seconds": float(sum(g["wall_seconds"] for g in segments)),
+                     "segments": segments, "space": space.source or "default"}
     widened = list(getattr(opt, "widenings", []) or [])
     if widened:
         summary["space_widened"] = widened

@@ -1,35 +1,41 @@
-"""Tables as Markdown and CSV from lists of row dicts."""
+"""Tables as Markdown and CSV, written by pandas (Markdown through ``tabulate``)."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
+
+import pandas as pd
+
+Rows = Union[Sequence[dict], pd.DataFrame]
 
 
-def _cell(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)
+def frame(rows: Rows) -> pd.DataFrame:
+    """A DataFrame of ``rows``: every key of every row, in first-seen order."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    return pd.DataFrame(list(rows), columns=cols)
 
 
-def columns(rows: Sequence[dict]) -> list[str]:
+def columns(rows: Rows) -> list[str]:
     """Every key of every row, in first-seen order (rows may differ in their keys)."""
-    return list(dict.fromkeys(k for r in rows for k in r))
+    return [str(c) for c in frame(rows).columns]
 
 
-def markdown(rows: Sequence[dict]) -> str:
-    if not rows:
+def markdown(rows: Rows) -> str:
+    """A GitHub Markdown table; floats with 4 significant digits, missing cells empty."""
+    df = frame(rows)
+    if df.empty:
         return "(no rows)"
-    cols = columns(rows)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
+    # Missing cells (None, or NaN where pandas made a column numeric) are left empty.
+    df = df.astype(object).where(df.notna(), None)
+    return df.to_markdown(index=False, tablefmt="pipe", floatfmt=".4g", missingval="")
 
 
-def write_tables(rows: Sequence[dict], stem: Path) -> None:
-    """Write ``stem.md`` and ``stem.csv``."""
-    stem.with_suffix(".md").write_text(markdown(rows) + "\n")
-    with open(stem.with_suffix(".csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns(rows))
-        w.writeheader()
-        w.writerows(rows)
+def write_tables(rows: Rows, stem: Path) -> list[Path]:
+    """Write ``stem.md`` and ``stem.csv`` (full precision); return both paths."""
+    stem = Path(stem)
+    md, csv = stem.with_suffix(".md"), stem.with_suffix(".csv")
+    md.write_text(markdown(rows) + "\n")
+    frame(rows).to_csv(csv, index=False)
+    return [md, csv]
