@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.fit.objective import Objective, ObjectiveSpec
-from tuner.fit.optimizers import make_optimizer
-from tuner.fit.loop import minimize_inprocess
+from tuner.fitting.objective import Objective, ObjectiveSpec
+from tuner.fitting.optimizers import make_optimizer
+from tuner.fitting.loop import minimize_inprocess
 from tuner.laws.spaces import paper_space
 from tuner.views.tables import markdown
 
@@ -165,7 +165,7 @@ def overhead_at(n: int, reps: int = 5) -> dict:
     from skopt import Optimizer as SkOptimizer
     from skopt.space import Real
 
-    from tuner.fit.evaluation import evaluate
+    from tuner.fitting.evaluation import evaluate
 
     space, obj, _ = problem("hoffmann", "chinchilla_epoch")
     rng = np.random.default_rng(n)

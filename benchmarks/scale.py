@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from tuner.run.fit import FitConfig, fit
-from tuner.fit.evaluation import evaluate
-from tuner.fit.objective import Objective, ObjectiveSpec
+from tuner.fitting.evaluation import evaluate
+from tuner.fitting.objective import Objective, ObjectiveSpec
 from tuner.laws.spaces import paper_space
 from tuner.views.tables import markdown
 

@@ -44,9 +44,9 @@ def test_every_command_has_json():
 
 
 def test_choices_match_the_registries():
-    from tuner.fit.objective import OBJECTIVES as objectives
-    from tuner.fit.optimizers import OPTIMIZERS as optimizers
-    from tuner.fit.optimizers.ytopt import LIARS as liars, SURROGATES as surrogates
+    from tuner.fitting.objective import OBJECTIVES as objectives
+    from tuner.fitting.optimizers import OPTIMIZERS as optimizers
+    from tuner.fitting.optimizers.ytopt import LIARS as liars, SURROGATES as surrogates
     from tuner.run.ensemble import COMMS as comms
     assert OPTIMIZERS == tuple(optimizers) and OBJECTIVES == tuple(objectives)
     assert SURROGATES == tuple(surrogates) and LIARS == tuple(liars) and COMMS == tuple(comms)

@@ -7,8 +7,8 @@ import pytest
 
 from tuner.cli import main
 from tuner.errors import TunerError
-from tuner.fit.loop import minimize_inprocess
-from tuner.fit.objective import Objective, ObjectiveSpec
+from tuner.fitting.loop import minimize_inprocess
+from tuner.fitting.objective import Objective, ObjectiveSpec
 from tuner.laws import LAWS, Runs, get_law
 from tuner.laws.formula import parse
 from tuner.laws.registry import Law
@@ -195,7 +195,7 @@ def test_a_new_builtin_law_is_one_definition(monkeypatch):
     from tuner.analysis.allocate import optimal
     from tuner.analysis.rank import supported_laws
     from tuner.data.datasets import load
-    from tuner.fit.diagnostics import degenerate
+    from tuner.fitting.diagnostics import degenerate
 
     toy = Law("toy", "e + a/N**alpha + b/D**beta + d/D", "toy", "a test law",
               {"e": 1.7, "a": 400.0, "alpha": 0.34, "b": 410.0, "beta": 0.28, "d": 1e5},

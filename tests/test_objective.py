@@ -3,9 +3,9 @@ import pytest
 
 from tuner.errors import TunerError
 from tuner.laws import get_law
-from tuner.fit.objective import PENALTY, Objective, ObjectiveSpec, huber
+from tuner.fitting.objective import PENALTY, Objective, ObjectiveSpec, huber
 from tuner.laws.spaces import published
-from tuner.fit.evaluation import evaluate
+from tuner.fitting.evaluation import evaluate
 from tuner.laws.spaces import paper_space
 
 

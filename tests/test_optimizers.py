@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from tuner.errors import TunerError
-from tuner.fit.evaluation import evaluate
-from tuner.fit.loop import InProcess, drive as run_loop
-from tuner.fit.objective import Objective, ObjectiveSpec
-from tuner.fit.optimizers import OPTIMIZERS, config_key, make_optimizer
-from tuner.fit.optimizers.sampling import grid_shape
+from tuner.fitting.evaluation import evaluate
+from tuner.fitting.loop import InProcess, drive as run_loop
+from tuner.fitting.objective import Objective, ObjectiveSpec
+from tuner.fitting.optimizers import OPTIMIZERS, config_key, make_optimizer
+from tuner.fitting.optimizers.sampling import grid_shape
 from tuner.laws.spaces import paper_space
 
 EPOCH = {"e": 1.8169, "a": 482.01, "b": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -180,7 +180,7 @@ def test_lbfgs_reaches_epoch_refit(problem, gradients, budget):
 
 def test_ytopt_default_beats_epoch_refit_in_60_evaluations(problem):
     """Profile + Levenberg-Marquardt polish: Epoch's refit scores 0.00102095."""
-    from tuner.fit.optimizers.newton import NewtonSearch
+    from tuner.fitting.optimizers.newton import NewtonSearch
     space, obj = problem
     opt = make("ytopt", space, seed=0, budget=60)
     hist = drive(opt, obj, 60)
@@ -202,7 +202,7 @@ def test_newton_polish_in_parallel_is_reproducible_and_in_bounds(problem):
 
 
 def test_polish_without_curvature_falls_back_to_lbfgs(problem):
-    from tuner.fit.optimizers.lbfgs import LocalSearch
+    from tuner.fitting.optimizers.lbfgs import LocalSearch
     space, obj = problem
     opt = make("ytopt", space, seed=0, budget=120, gradients=False)
     hist = drive(opt, obj, 120, gradients=False)  # values only: finite differences

@@ -8,8 +8,8 @@ import pytest
 from scipy.optimize import minimize
 
 from tuner.cli import main
-from tuner.fit.loop import minimize_inprocess
-from tuner.fit.objective import Objective, ObjectiveSpec, huber
+from tuner.fitting.loop import minimize_inprocess
+from tuner.fitting.objective import Objective, ObjectiveSpec, huber
 
 EPOCH_BEST = 0.0010182740178
 
@@ -79,9 +79,9 @@ def test_a_bound_that_is_not_physical_is_widened(tmp_path):
     truth = {"e": 1.5, "a": 2000.0, "alpha": 0.3, "b": 1e33, "beta": 4.0}  # beta beyond 3
     path = _study(tmp_path / "steep.csv", truth, 40, (7, 10), (8, 9))
     obj = Objective.from_spec(ObjectiveSpec("hoffmann", str(path)))
-    from tuner.fit.optimizers import make_optimizer
-    from tuner.fit.evaluation import evaluate
-    from tuner.fit.loop import InProcess, drive
+    from tuner.fitting.optimizers import make_optimizer
+    from tuner.fitting.evaluation import evaluate
+    from tuner.fitting.loop import InProcess, drive
     opt = make_optimizer("ytopt", obj.default_space(), budget=200)
     drive(opt, InProcess(lambda i, c: evaluate(obj, opt.space, c, i)), budget=200)
     params, best = opt.best()

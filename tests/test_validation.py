@@ -9,9 +9,9 @@ import pytest
 from tuner.laws import LAWS
 
 from tuner.analysis.bootstrap import bootstrap
-from tuner.fit.diagnostics import degenerate
-from tuner.fit.objective import Objective, ObjectiveSpec
-from tuner.fit.loop import minimize_inprocess
+from tuner.fitting.diagnostics import degenerate
+from tuner.fitting.objective import Objective, ObjectiveSpec
+from tuner.fitting.loop import minimize_inprocess
 from tuner.laws.spaces import paper_space
 
 EPOCH = {"a": 482.01, "b": 2085.43, "e": 1.8169, "alpha": 0.3478, "beta": 0.3658}

@@ -16,7 +16,6 @@ See ``tuner.api`` for every function's arguments.
 """
 from __future__ import annotations
 
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -30,36 +29,13 @@ _EXPORTS = {
     "FitResult": "tuner.api", "FitConfig": "tuner.run.fit", "TunerError": "tuner.errors",
 }
 
-__all__ = ["__version__", "fit", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use
     from tuner.api import (FitResult, allocate, coefficients, datasets, load, load_runs,
                            predict, rank, resume, score, validate)
     from tuner.errors import TunerError
     from tuner.run.fit import FitConfig
-
-
-class _FitPackage(types.ModuleType):
-    """``tuner.fit`` is the subpackage of objective and optimizers *and* callable as
-    :func:`tuner.api.fit`: a plain function of that name would be replaced by the subpackage
-    the first time one of its modules is imported."""
-
-    def __call__(self, law: str, data: str, **options: Any) -> "FitResult | None":
-        from tuner.api import fit
-        return fit(law, data, **options)
-
-
-def _callable_fit_package() -> None:
-    import importlib
-    package = importlib.import_module("tuner.fit")  # an empty __init__: cheap
-    package.__class__ = _FitPackage
-    from tuner import api
-    package.__doc__ = (f"{package.__doc__ or ''}\n\nCalled as tuner.fit(law, data, "
-                       f"**options): tuner.api.fit.\n{api.fit.__doc__}")
-    package.__signature__ = __import__("inspect").signature(api.fit)
-
-
-_callable_fit_package()
 
 
 def __getattr__(name: str) -> Any:

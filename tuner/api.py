@@ -444,7 +444,7 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
     """
     from tuner.analysis.validate import holdout, leave_one_out, train_mask
     from tuner.data.datasets import resolve_data_path
-    from tuner.fit.objective import Objective, ObjectiveSpec
+    from tuner.fitting.objective import Objective, ObjectiveSpec
     if loo == bool(train):
         raise TunerError("validate: give exactly one of --train EXPR or --loo")
     if evals < 1:

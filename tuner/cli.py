@@ -15,7 +15,7 @@ from tuner.errors import TunerError
 
 # The closed sets, as argparse choices. Written out here, because importing the registries
 # (skopt, libEnsemble) would cost a second on every start; tests/test_cli_json.py checks
-# that they match tuner.fit.optimizers, tuner.fit.objective and tuner.run.ensemble.
+# that they match tuner.fitting.optimizers, tuner.fitting.objective and tuner.run.ensemble.
 OPTIMIZERS = ("ytopt", "grid", "random", "lbfgs")
 OBJECTIVES = ("huber", "mse", "paper")
 SURROGATES = ("RF", "ET", "GBRT", "GP")

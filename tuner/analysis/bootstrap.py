@@ -14,8 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
-from tuner.fit.objective import Objective
-from tuner.fit.loop import minimize_inprocess
+from tuner.fitting.objective import Objective
+from tuner.fitting.loop import minimize_inprocess
 from tuner.laws.spaces import Space
 
 LEVEL = 0.95

@@ -12,11 +12,11 @@ import math
 import numpy as np
 
 from tuner.data.datasets import Dataset, load
-from tuner.fit.diagnostics import degenerate
+from tuner.fitting.diagnostics import degenerate
 from tuner.errors import TunerError
 from tuner.laws import LAWS, get_law
-from tuner.fit.objective import Objective, ObjectiveSpec
-from tuner.fit.loop import minimize_inprocess
+from tuner.fitting.objective import Objective, ObjectiveSpec
+from tuner.fitting.loop import minimize_inprocess
 from tuner.analysis.validate import holdout
 
 TRAIN_SHARE = 0.75

@@ -10,8 +10,8 @@ import numpy as np
 
 from tuner.data.datasets import Dataset
 from tuner.errors import TunerError
-from tuner.fit.objective import Objective, ObjectiveSpec
-from tuner.fit.loop import minimize_inprocess
+from tuner.fitting.objective import Objective, ObjectiveSpec
+from tuner.fitting.loop import minimize_inprocess
 from tuner.laws.spaces import Space
 
 ID_COLUMNS = ("run_id",)

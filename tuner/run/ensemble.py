@@ -16,9 +16,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from tuner.fit.evaluation import Evaluation, LawError, evaluate, evaluate_function
-from tuner.fit.loop import drive
-from tuner.fit.objective import Objective, ObjectiveSpec
+from tuner.fitting.evaluation import Evaluation, LawError, evaluate, evaluate_function
+from tuner.fitting.loop import drive
+from tuner.fitting.objective import Objective, ObjectiveSpec
 from tuner.run.rundir import append_row, timestamp
 from tuner.laws.spaces import Space
 

@@ -16,12 +16,12 @@ import pandas as pd
 
 from tuner import __version__
 from tuner.data.datasets import load
-from tuner.fit.diagnostics import degenerate
+from tuner.fitting.diagnostics import degenerate
 from tuner.run.ensemble import COMMS, EvalTask, GenState, run_libe
 from tuner.errors import TunerError
-from tuner.fit.evaluation import evaluate
-from tuner.fit.objective import Objective, ObjectiveSpec
-from tuner.fit.optimizers import LIARS, SURROGATES, make_optimizer
+from tuner.fitting.evaluation import evaluate
+from tuner.fitting.objective import Objective, ObjectiveSpec
+from tuner.fitting.optimizers import LIARS, SURROGATES, make_optimizer
 from tuner.laws import get_law
 from tuner.paths import runs_dir
 from tuner.run.progress import Progress
@@ -242,8 +242,8 @@ def _upgrade(fit: dict) -> dict:
     fit.setdefault("profile", False)  # runs before the profile existed keep their method
     if "residual" not in fit:
         fit["space"] = fit.get("space") or "paper"  # the only space there was
-        from tuner.fit.optimizers import OPTIMIZERS
-        from tuner.fit.optimizers import OPTION_FLAGS
+        from tuner.fitting.optimizers import OPTIMIZERS
+        from tuner.fitting.optimizers import OPTION_FLAGS
         takes = OPTIMIZERS[fit.get("optimizer", "ytopt")].OPTIONS
         for k in OPTION_FLAGS:
             if k not in takes:

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tuner.errors import TunerError  # noqa: E402
-from tuner.fit.objective import PENALTY  # noqa: E402
+from tuner.fitting.objective import PENALTY  # noqa: E402
 from tuner.run.rundir import RunDir  # noqa: E402
 from tuner.views.tables import write_tables  # noqa: E402
 

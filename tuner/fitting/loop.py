@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Mapping, Protocol, Sequence
 
-from tuner.fit.evaluation import Config, Evaluation, evaluate
-from tuner.fit.objective import Objective
-from tuner.fit.optimizers import Optimizer, make_optimizer
+from tuner.fitting.evaluation import Config, Evaluation, evaluate
+from tuner.fitting.objective import Objective
+from tuner.fitting.optimizers import Optimizer, make_optimizer
 from tuner.laws.spaces import Space
 
 

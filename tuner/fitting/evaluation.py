@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.fit.objective import PENALTY, Objective
+from tuner.fitting.objective import PENALTY, Objective
 from tuner.laws.spaces import Space
 
 Config = dict[str, float]

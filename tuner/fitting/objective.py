@@ -19,7 +19,7 @@ import numpy as np
 from tuner.data.datasets import Dataset
 from tuner.errors import TunerError
 from tuner.laws import Law, get_law
-from tuner.fit.groups import GroupedLaw
+from tuner.fitting.groups import GroupedLaw
 
 OBJECTIVES = ("huber", "mse", "paper")
 RESIDUALS = ("log", "linear")
