@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="a fit's figure: predicted vs observed, residuals, curves")
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--out", help="output stem (default RUN_DIR/report)")
+    _add_isoflop_parser(sub)
     return parser
 
 
@@ -397,8 +398,73 @@ def cmd_rank(args) -> int:
 
 VALIDATION_COMMANDS = {"validate": cmd_validate, "rank": cmd_rank}
 
+
+def _add_isoflop_parser(sub) -> None:
+    p = sub.add_parser("isoflop", help="Hoffmann's Approach 2: isoFLOP profiles, N_opt and "
+                                       "D_opt power laws, beside the parametric fit")
+    p.add_argument("--data", required=True, help="dataset name or CSV path")
+    p.add_argument("--budget-column", help="column naming each run's compute budget (default: "
+                                           "cluster 6 N D in log space)")
+    p.add_argument("--bandwidth", type=float, default=0.1,
+                   help="clustering bandwidth in decades of compute (default 0.1)")
+    p.add_argument("--min-runs", type=int, default=5, help="runs a budget needs (default 5)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="K",
+                   help="resamples (within budgets) for the intervals (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--fit", metavar="RUN_DIR", help="a hoffmann fit to compare with (default: "
+                                                    "fit Eq 2 to the same runs here)")
+    p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
+    p.add_argument("--out", default="runs/isoflop",
+                   help="output stem: OUT.png/.svg/.md/.csv (default runs/isoflop)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def cmd_isoflop(args) -> int:
+    from pathlib import Path
+
+    from tuner.analysis.isoflop import budget_rows, fit_approach3, isoflop
+    from tuner.data.datasets import load
+    from tuner.views.isoflop import isoflop_figure
+    from tuner.views.tables import markdown, write_tables
+    data = load(args.data, drop_outliers=not args.keep_outliers)
+    r = isoflop(data, budget_column=args.budget_column, bandwidth=args.bandwidth,
+                min_runs=args.min_runs, bootstrap=args.bootstrap, seed=args.seed)
+    a3 = fit_approach3(args.data, run_dir=args.fit, drop_outliers=not args.keep_outliers,
+                       seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = budget_rows(r, data)
+    write_tables(rows, out)
+    fig = isoflop_figure(r, data, out, approach3=a3, approach3_params=a3["params"])
+    if args.json:
+        print(json.dumps({"a": r.a, "a_interval": r.a_interval, "b": r.b,
+                          "b_interval": r.b_interval, "budgets": rows, "grouping": r.grouping,
+                          "warnings": r.warnings, "approach3": a3,
+                          "figure": str(fig[0])}, indent=2, default=float))
+        return 0
+    print(f"Approach 2 on {data.name} ({len(data)} runs; {r.grouping}):")
+    print(markdown(rows))
+    k = f"{r.bootstrap} bootstrap resamples within budgets" if r.bootstrap else "no bootstrap"
+    print(f"N_opt ∝ C^a: a = {r.a:.3f} [{r.a_interval[0]:.3f}, {r.a_interval[1]:.3f}]  "
+          f"(95%, {k})")
+    print(f"D_opt ∝ C^b: b = {r.b:.3f} [{r.b_interval[0]:.3f}, {r.b_interval[1]:.3f}]")
+    line = (f"Approach 3 (Eq 2, {a3['source']}; alpha {a3['params']['alpha']:.4f}, "
+            f"beta {a3['params']['beta']:.4f}): a = beta/(alpha+beta) = {a3['a']:.3f}")
+    if "a_interval_delta" in a3:
+        lo, hi = a3["a_interval_delta"]
+        line += f" [{lo:.3f}, {hi:.3f}] (±1.96 curvature standard errors)"
+    if "a_interval_bootstrap" in a3:
+        lo, hi = a3["a_interval_bootstrap"]
+        line += f", [{lo:.3f}, {hi:.3f}] (bootstrap, K={a3['bootstrap']})"
+    print(line + f", b = {a3['b']:.3f}")
+    for w in r.warnings:
+        print(f"warning: {w}")
+    print(f"figure: {fig[0]}\ntables: {out.with_suffix('.md')}, {out.with_suffix('.csv')}")
+    return 0
+
 COMMANDS = {**PLANNING_COMMANDS, **VALIDATION_COMMANDS, "reproduce": cmd_reproduce, "compare": cmd_compare, "report": cmd_report, "fit": cmd_fit, "resume": cmd_resume, "score": cmd_score,
             "datasets": cmd_datasets, "laws": cmd_laws}
+COMMANDS["isoflop"] = cmd_isoflop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
