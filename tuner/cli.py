@@ -178,12 +178,19 @@ def _print_summary(s: dict, as_json: bool) -> None:
         if s.get("published_objective") is not None:
             print(f"published objective {s['published_objective']:.6g}: "
                   f"{_fmt_params(s['published_params'])}")
+    if s.get("uncertainty"):
+        from tuner.fit.uncertainty import describe
+        print("standard errors (local, from the curvature; the bootstrap is the reference):")
+        for line in describe(s["uncertainty"]):
+            print(f"  {line}")
     if s.get("intervals"):
         b = s["bootstrap"]
         print(f"bootstrap {b['level']:.0%} intervals (K={b['K']}, seed={b['seed']}, "
               f"{b['parallel']}):")
+        flags = s.get("interval_flags", {})
         for name, (lo, hi) in s["intervals"].items():
-            print(f"  {name}: [{lo:.6g}, {hi:.6g}]")
+            flag = f"  ({'; '.join(flags[name])})" if name in flags else ""
+            print(f"  {name}: [{lo:.6g}, {hi:.6g}]{flag}")
     for w in s.get("warnings", []):
         print(f"warning: {w}")
 
@@ -349,6 +356,9 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
     p.add_argument("--out", help="also write OUT/rank.md and OUT/rank.csv")
+    p.add_argument("--include-bound", action="store_true",
+                   help="rank fits with a coefficient on a bound of its space too (left out "
+                        "of the ranking by default)")
 
 
 def cmd_validate(args) -> int:
@@ -377,6 +387,8 @@ def cmd_validate(args) -> int:
     print(markdown(r["rows"]))
     print(f"held-out runs {r['test_runs']}: median |rel error| {r['median_abs_rel_error']:.4g}, "
           f"max {r['max_abs_rel_error']:.4g}")
+    for w in r.get("warnings", []):
+        print(f"warning: {w}")
     return 0
 
 
@@ -385,9 +397,18 @@ def cmd_rank(args) -> int:
 
     from tuner.analysis.rank import rank
     from tuner.views.tables import markdown, write_tables
-    rows = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
-                drop_outliers=not args.keep_outliers)
+    from tuner.analysis.rank import table_rows
+    full = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
+                drop_outliers=not args.keep_outliers, include_bound=args.include_bound)
+    rows = table_rows(full)
     print(markdown(rows))
+    print("k: identifiable coefficients (k_free: free in the space); AIC/BIC count k only")
+    for r in full:
+        if r["rank"] is None:
+            print(f"{r['law']}: not ranked, a coefficient sits on a bound of its search space "
+                  f"({r['on_bound']}); --include-bound ranks it anyway")
+        for w in r["warnings"]:
+            print(f"warning: {r['law']}: {w}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -142,7 +142,8 @@ def compare(run_dirs: Sequence[str | Path], out: Path, *, x: str = "eval") -> li
     rows = [{"law": t.law, "data": panel_key(t)[1], "optimizer": t.optimizer, "seed": t.seed,
              "evals": len(t.results), "best_objective": t.best,
              "published_objective": published.get(panel_key(t)),
-             "wall_seconds": t.summary.get("wall_seconds"), "run": str(t.path)}
+             "wall_seconds": t.summary.get("wall_seconds"), "run": str(t.path),
+             "warnings": "; ".join(t.summary.get("warnings", []))}
             for t in traces]
     write_tables(rows, out)
     return rows
