@@ -276,6 +276,12 @@ def _add_planning_parsers(sub) -> None:
                    help="choose the sparsity in [0, --s-max] that minimises the loss")
     p.add_argument("--s-max", type=float, default=0.99, help="largest sparsity (default 0.99)")
     p.add_argument("--coefficients", default="published", help=coeff_help + ", or 'k=v,...'")
+    p.add_argument("--data", help="flag answers outside this dataset's N, D, S, C ranges "
+                                   "(default: a run's own data; none for published values)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="K",
+                   help="with a run directory lacking a bootstrap: refit K resamples now for "
+                        "intervals (the run is not modified)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _accept_negative_floats(p)
 
@@ -308,11 +314,16 @@ def cmd_allocate(args) -> int:
     from tuner.run.fit import coefficients
     from tuner.analysis.planning import allocation_rows, bootstrap_sets
     from tuner.views.tables import markdown
-    params = coefficients(args.law, args.coefficients)
-    rows = allocation_rows(args.law, params, args.compute,
-                           None if args.optimal_sparsity else args.sparsity, args.s_max,
-                           bootstrap_sets(args.law, args.coefficients))
-    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
+    from tuner.analysis.planning import allocation_report, describe_allocation
+    rep = allocation_report(args.law, args.coefficients, args.compute,
+                            None if args.optimal_sparsity else args.sparsity, args.s_max,
+                            data=args.data, bootstrap=args.bootstrap, seed=args.seed)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    from tuner.analysis.planning import allocation_table
+    print("\n".join(describe_allocation(rep)))
+    print(markdown(allocation_table(rep)))
     return 0
 
 
