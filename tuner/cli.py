@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output stem: writes OUT.png, .svg, .md, .csv (default runs/compare)")
     p.add_argument("--x", choices=["eval", "time"], default="eval", help="x axis")
 
-    p = sub.add_parser("report", help="a fit's figure: predicted vs observed, residuals, curves")
+    p = sub.add_parser("report", help="a fit report a reviewer can check: Markdown and HTML "
+                                      "(figures inline), following Li et al. 2025's checklist")
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--out", help="output stem (default RUN_DIR/report)")
     _add_isoflop_parser(sub)
@@ -251,9 +252,10 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from tuner.views.reports import report
-    paths = report(args.run_dir, args.out)
-    print(f"figure: {paths[0]}")
+    from tuner.views.reports import fit_report
+    out = fit_report(args.run_dir, args.out)
+    print(f"report: {out['markdown']}, {out['html']}")
+    print(f"figure: {out['figures'][0]}")
     return 0
 
 

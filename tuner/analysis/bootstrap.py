@@ -126,7 +126,7 @@ def check_intervals(space: Space, thetas: np.ndarray, intervals: dict) -> tuple[
                         f"bootstrap interval of {d.name} [{lo:.4g}, {hi:.4g}] touches the "
                         f"{side} bound {bound:g} of its space ({int(hit.sum())} of {k} "
                         "resamples sit on it): the box, not the data, sets that end")
-        if k >= 20:
+        if k >= ENOUGH:  # below ENOUGH one warning covers every interval
             half = k // 2
             a = np.percentile(thetas[:half, j], [q, 100 - q])
             b = np.percentile(thetas[half:, j], [q, 100 - q])
