@@ -275,7 +275,7 @@ def _blocks_html(blocks, title: str) -> str:
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;"
            "line-height:1.4}table{border-collapse:collapse;font-size:90%}td,th{border:1px "
-           "solid #ccc;padding:2px 6px;text-align:left}th{background:#eee}img{max-width:100%}"
+           "solid #ccc;padding:2px 6px;text-align:left;max-width:420px;overflow-wrap:anywhere}th{background:#eee}img{max-width:100%}"
            "li.warn{color:#a00}pre{background:#f6f6f6;padding:.5em;overflow-x:auto}</style>"
            "</head><body>"]
     for kind, body in blocks:
