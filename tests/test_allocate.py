@@ -172,3 +172,19 @@ def test_run_coefficients_give_source_intervals_and_extrapolation(tmp_path):
     assert any("only 4 bootstrap sets" in n for n in rep["notes"])
     with pytest.raises(TunerError, match="needs a fitted run"):
         allocation_report("hoffmann", "published", [1e20], bootstrap=10)
+
+
+def test_fresh_bootstrap_for_a_run_without_one(tmp_path):
+    from tuner.analysis.planning import allocation_report, describe_allocation
+    from tuner.run.fit import FitConfig, fit
+    run = tmp_path / "run"
+    fit(FitConfig("hoffmann", "hoffmann_table3", optimizer="lbfgs", evals=60), run, quiet=True)
+    rep = allocation_report("hoffmann", str(run), [1e21])
+    assert "n_active_lo" not in rep["rows"][0]
+    assert any("no bootstrap: no intervals" in n for n in rep["notes"])
+    rep = allocation_report("hoffmann", str(run), [1e21], bootstrap=3)
+    (row,) = rep["rows"]
+    assert row["n_active_lo"] <= row["n_active_hi"]
+    text = "\n".join(describe_allocation(rep))
+    assert "computed now" in text and "only 3 bootstrap sets" in text
+    assert text.startswith(f"coefficients: fit in {run}: hoffmann on hoffmann_table3")
