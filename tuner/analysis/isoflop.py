@@ -190,6 +190,9 @@ def isoflop(dataset: Dataset, *, budget_column: str | None = None,
     n_coef, d_coef = _slopes(lc, ln, used)
     warnings = [f"budget C = {b.compute:.3g} ({len(b.rows)} runs) left out: {b.status}"
                 for b in budgets if not b.used]
+    if np.ptp(f["sparsity"].to_numpy(dtype=float)) > 0:
+        warnings.append("the runs span several sparsities and the profiles mix them; "
+                        "Approach 2 assumes one model family (select one sparsity first)")
     left_out = int((label < 0).sum())
     if left_out:
         warnings.append(f"{left_out} of {len(f)} runs belong to no budget and are not used")
