@@ -275,7 +275,7 @@ def figure7(panels: list[dict], out: Path, *, x: str = "eval", caption: str = ""
     if caption:
         fig.text(0.01, 0.005, "\n".join(textwrap.wrap(caption, 190)), fontsize=7.5,
                  va="bottom", ha="left")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.075, 1, 1))
     paths = []
     for ext in ("png", "svg"):
         path = out.with_suffix(f".{ext}")
