@@ -51,3 +51,20 @@ def test_fig7_helpers_never_divide_round_off():
     assert _ratio(0.001, 0.004, floor) == pytest.approx(0.25)
     assert _spread([1.2e-19], floor).startswith("<1.8e-17 (round-off)")
     assert _spread([1.0, 2.0, 3.0]) == "2 [1–3]"
+
+
+def test_fig7_small_end_to_end(tmp_path, monkeypatch):
+    """Seeds, ytopt as published beside tuner's method, evaluations made, round-off on a
+    recovery row, warnings column and caption, on one small panel."""
+    from tuner.views import reproduce
+    monkeypatch.setattr(reproduce, "PANELS", [("frantar", "frantar_t5")])
+    monkeypatch.setattr(reproduce, "RECOVERY", ("hoffmann", "hoffmann_table3"))
+    monkeypatch.setattr(reproduce, "REFERENCE_EVALS", 40)
+    out = reproduce.fig7(tmp_path, evals=12, seeds=2, faithful_evals=6, quiet=True)
+    fit_row, rec = out["rows"]
+    assert fit_row["ytopt_faithful_evals"] == "6" and fit_row["ytopt_evals"] == "12 [12–12]"
+    assert "[" in fit_row["random"] and fit_row["warnings"]
+    assert "ytopt_faithful" not in rec and rec["published"].endswith("(round-off)")
+    assert isinstance(rec["ytopt_vs_published"], str)
+    assert "ran 1 seed(s) at 6 evaluations, not 2 x 12" in out["caption"]
+    assert (tmp_path / "fig7.png").stat().st_size > 0 and (tmp_path / "fig7_warnings.md").exists()
