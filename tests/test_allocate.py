@@ -123,13 +123,17 @@ def test_cli_allocate_and_predict(cli, tmp_path):
     r = cli("allocate", "--law", "generalized", "--compute", "1e20", "--optimal-sparsity",
             "--json")
     assert r.returncode == 0, r.stderr
-    (row,) = json.loads(r.stdout)
+    (row,) = json.loads(r.stdout)["rows"]
     best = optimal_sparsity("generalized", published("generalized"), 1e20, 0.99)
     assert row["loss"] == pytest.approx(best.loss, rel=1e-12)
     r = cli("allocate", "--law", "hoffmann", "--compute", "5.76e23", "1e20")
-    assert r.returncode == 0 and r.stdout.count("closed form") == 2
-    header = [c.strip() for c in r.stdout.splitlines()[0].strip("|").split("|")]
-    assert header[:3] == ["compute", "sparsity", "n_active"]
+    assert r.returncode == 0 and r.stdout.count("(closed form)") == 2
+    assert r.stdout.splitlines()[0].startswith("coefficients: published coefficients of "
+                                               "hoffmann")
+    header = next(line for line in r.stdout.splitlines() if line.startswith("|"))
+    assert [c.strip() for c in header.strip("|").split("|")][:3] == ["compute", "sparsity",
+                                                                     "n_active"]
+    assert "no uncertainty" in r.stdout
     r = cli("allocate", "--law", "frantar", "--compute", "1e20", "-1e20")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     r = cli("allocate", "--law", "frantar", "--compute", "1e20", "--sparsity", "1")
@@ -138,3 +142,52 @@ def test_cli_allocate_and_predict(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["loss"] == pytest.approx(
         predict_one("hoffmann", published("hoffmann"), 7e10, 1.4e12)["loss"])
+
+
+def test_optimum_on_a_search_limit_is_not_called_an_optimum(cli):
+    """Eq 7 with Table VI falls monotonically in S: S = s_max is a limit, not an optimum; a
+    law without a data term (b = 0) runs N to C/6 (D = 1 token)."""
+    r = cli("allocate", "--law", "generalized", "--compute", "1e20", "--optimal-sparsity",
+            "--data", "frantar_t5")
+    assert r.returncode == 0, r.stderr
+    assert "AT THE LIMIT, not an optimum: sparsity at the search limit --s-max = 0.99" in r.stdout
+    assert "S 0.99 outside the data's 0–0.875" in r.stdout
+    assert "dense model of the same compute: N" in r.stdout and "N_total 1.69e+10" in r.stdout
+    a = optimal("hoffmann", {**published("hoffmann"), "b": 0.0}, 1e20)
+    assert "upper search limit" in a.at_limit and a.tokens == pytest.approx(1.0)
+    assert optimal("hoffmann", published("hoffmann"), 1e20).at_limit == ""
+    a = optimal_sparsity("generalized", published("generalized"), 1e20, s_max=0.5)
+    assert a.sparsity == pytest.approx(0.5) and "--s-max = 0.5" in a.at_limit
+
+
+def test_run_coefficients_give_source_intervals_and_extrapolation(tmp_path):
+    from tuner.analysis.planning import allocation_report
+    p = published("hoffmann")
+    boot = [{**p, "a": p["a"] * f} for f in (0.9, 0.95, 1.05, 1.1)]
+    run = _fake_run(tmp_path, "hoffmann", boot)
+    cfg = {"fit": {"data": "chinchilla_epoch", "drop_outliers": True}}
+    (run / "config.json").write_text(json.dumps(cfg))
+    rep = allocation_report("hoffmann", str(run), [1e19, 5.76e23])
+    assert rep["source"]["kind"] == "run" and "fit in" in rep["source"]["text"]
+    low, high = rep["rows"]
+    assert "n_active_lo" in high and low["extrapolation"] == ""
+    assert "C 5.76e+23 outside the data's" in high["extrapolation"]
+    assert any("only 4 bootstrap sets" in n for n in rep["notes"])
+    with pytest.raises(TunerError, match="needs a fitted run"):
+        allocation_report("hoffmann", "published", [1e20], bootstrap=10)
+
+
+def test_fresh_bootstrap_for_a_run_without_one(tmp_path):
+    from tuner.analysis.planning import allocation_report, describe_allocation
+    from tuner.run.fit import FitConfig, fit
+    run = tmp_path / "run"
+    fit(FitConfig("hoffmann", "hoffmann_table3", optimizer="lbfgs", evals=60), run, quiet=True)
+    rep = allocation_report("hoffmann", str(run), [1e21])
+    assert "n_active_lo" not in rep["rows"][0]
+    assert any("no bootstrap: no intervals" in n for n in rep["notes"])
+    rep = allocation_report("hoffmann", str(run), [1e21], bootstrap=3)
+    (row,) = rep["rows"]
+    assert row["n_active_lo"] <= row["n_active_hi"]
+    text = "\n".join(describe_allocation(rep))
+    assert "computed now" in text and "only 3 bootstrap sets" in text
+    assert text.startswith(f"coefficients: fit in {run}: hoffmann on hoffmann_table3")

@@ -1,5 +1,6 @@
 """compare and report draw their figures and tables from any run directories."""
 import pandas as pd
+import pytest
 
 from conftest import run_cli
 
@@ -19,12 +20,53 @@ def test_compare_and_report(tmp_path):
         assert (tmp_path / "cmp" / f"compare.{ext}").stat().st_size > 0
     table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     assert sorted(table.optimizer) == ["grid", "random", "ytopt"]
+    assert "warnings" in table.columns
     r = run_cli("report", runs[0], "--out", tmp_path / "rep")
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "rep" / "random.png").stat().st_size > 0
-    assert (tmp_path / "rep" / "random.svg").exists()
+    rep = tmp_path / "rep" / runs[0].name
+    assert (rep / "report.png").stat().st_size > 0 and (rep / "report.svg").exists()
+    md = (rep / "report.md").read_text()
+    for section in ("## Law", "## What the variables mean", "## Data", "## Objective",
+                    "## Optimizer", "## Coefficients", "## Warnings", "## Held-out error",
+                    "## Figures", "## Reproduce", "## Checklist (Li et al. 2025"):
+        assert section in md, section
+    from tuner.views.reports import _sha256
+    from tuner.data.datasets import resolve
+    assert _sha256(resolve("frantar_t5")[1]) in md
+    assert "Huber delta: 0.001" in md and "reduction: sum" in md
+    assert "std. error" in md and "L = (aS*(1 - S)**bS + cS)*(1/N)**bN" in md
+    html = (rep / "report.html").read_text()
+    assert html.count("src='data:image/png;base64,") == 2 and "<img" in html
+    assert "report.png" not in html.split("<body>")[1].replace("alt='report", "")
 
 
 def test_compare_bad_dir(tmp_path):
     r = run_cli("compare", tmp_path / "nothing")
     assert r.returncode == 2 and "not a tuner run directory" in r.stderr
+
+
+def test_fig7_helpers_never_divide_round_off():
+    from tuner.views.reproduce import _ratio, _spread, roundoff_floor
+    floor = roundoff_floor("abnar_reconstructed")
+    assert floor == pytest.approx(35 * 0.5e-18)
+    assert _ratio(1.2e-19, 2.2e-19, floor).startswith("not computed: below round-off")
+    assert _ratio(0.001, 0.004, floor) == pytest.approx(0.25)
+    assert _spread([1.2e-19], floor).startswith("<1.8e-17 (round-off)")
+    assert _spread([1.0, 2.0, 3.0]) == "2 [1–3]"
+
+
+def test_fig7_small_end_to_end(tmp_path, monkeypatch):
+    """Seeds, ytopt as published beside tuner's method, evaluations made, round-off on a
+    recovery row, warnings column and caption, on one small panel."""
+    from tuner.views import reproduce
+    monkeypatch.setattr(reproduce, "PANELS", [("frantar", "frantar_t5")])
+    monkeypatch.setattr(reproduce, "RECOVERY", ("hoffmann", "hoffmann_table3"))
+    monkeypatch.setattr(reproduce, "REFERENCE_EVALS", 40)
+    out = reproduce.fig7(tmp_path, evals=12, seeds=2, faithful_evals=6, quiet=True)
+    fit_row, rec = out["rows"]
+    assert fit_row["ytopt_faithful_evals"] == "6" and fit_row["ytopt_evals"] == "12 [12–12]"
+    assert "[" in fit_row["random"] and fit_row["warnings"]
+    assert "ytopt_faithful" not in rec and rec["published"].endswith("(round-off)")
+    assert isinstance(rec["ytopt_vs_published"], str)
+    assert "ran 1 seed(s) at 6 evaluations, not 2 x 12" in out["caption"]
+    assert (tmp_path / "fig7.png").stat().st_size > 0 and (tmp_path / "fig7_warnings.md").exists()

@@ -51,7 +51,11 @@ def test_fit_bootstrap_cli(cli, tmp_path):
     assert "bootstrap 95% intervals (K=4, seed=0" in r.stdout
     s = json.loads((run / "summary.json").read_text())
     assert set(s["intervals"]) == {"e", "a", "b", "alpha", "beta"}
-    assert s["bootstrap"]["seed"] == 0 and s["warnings"] == []
+    assert s["bootstrap"]["seed"] == 0
+    assert len(s["warnings"]) == 1 and "K = 4 resamples" in s["warnings"][0]
+    assert "warning: bootstrap used K = 4 resamples" in r.stdout
+    assert "standard errors (local, from the curvature" in r.stdout
+    assert s["uncertainty"]["status"] == {n: "ok" for n in ("e", "a", "b", "alpha", "beta")}
 
 
 def test_validate_small_models(cli):
@@ -76,9 +80,15 @@ def test_rank_frantar_t5(cli, tmp_path):
     r = cli("rank", "--data", "frantar_t5", "--evals", "600", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     header = [c.strip() for c in r.stdout.splitlines()[0].strip("|").split("|")]
-    assert header[:6] == ["law", "k", "objective", "rmse_log", "AIC", "BIC"]
-    laws = {line.split("|")[1].strip() for line in r.stdout.splitlines()[2:] if "|" in line}
-    assert laws == set(LAWS)  # sparse runs: every law in the registry is compared
+    assert header[:8] == ["rank", "law", "k", "k_free", "objective", "rmse_log", "AIC", "BIC"]
+    table = [line.split("|") for line in r.stdout.splitlines()[2:] if line.startswith("|")]
+    laws = {row[2].strip(): row for row in table}
+    assert set(laws) == set(LAWS)  # sparse runs: every law in the registry is compared
+    # A fit with a coefficient on a bound of its space is listed but not ranked, and says why.
+    for law, row in laws.items():
+        if row[11].strip():
+            assert row[1].strip() == "-" and f"{law}: not ranked" in r.stdout
+    assert laws["frantar"][1].strip() in ("1", "2")
     assert (tmp_path / "rank.md").is_file() and (tmp_path / "rank.csv").is_file()
 
 
@@ -117,5 +127,50 @@ def test_user_csv_all_commands(cli, tmp_path):
             "tokens*n_active*6 < 1e20", "--evals", "300", "--out", tmp_path / "validate")
     assert r.returncode == 0 and "median |rel error|" in r.stdout, r.stderr
     r = cli("rank", "--data", path, "--evals", "300", "--out", tmp_path / "rank")
-    laws = {line.split("|")[1].strip() for line in r.stdout.splitlines()[2:] if "|" in line}
+    laws = {line.split("|")[2].strip() for line in r.stdout.splitlines()[2:] if "|" in line}
     assert r.returncode == 0 and "kaplan" in laws and "abnar" not in laws, r.stderr
+
+
+def test_rank_counts_identifiable_coefficients_on_dense_data():
+    """Eq 7's c and gamma multiply S = 0 on dense runs: not counted, so Eq 7 and Eq 2 tie."""
+    from tuner.analysis.rank import rank
+    rows = {r["law"]: r for r in rank("hoffmann_table3", ["hoffmann", "generalized"],
+                                      evals=300)}
+    assert rows["generalized"]["k_free"] == 7 and rows["generalized"]["k"] == 5
+    assert rows["hoffmann"]["k"] == 5
+    assert any("not counted in k" in w and "gamma" in w for w in rows["generalized"]["warnings"])
+
+
+def test_bootstrap_flags_intervals_on_a_bound_and_few_resamples():
+    from tuner.analysis.bootstrap import check_intervals
+    space = paper_space("generalized")
+    names = space.names
+    rng = np.random.default_rng(0)
+    d = space.default()
+    thetas = np.array([[d[n] for n in names] for _ in range(30)])
+    thetas[:, names.index("alpha")] += rng.normal(0, 0.01, 30)
+    c_upper = space.dims[names.index("c")].upper
+    thetas[:, names.index("c")] = c_upper  # 30 of 30 resamples on the bound
+    q = np.percentile(thetas, [2.5, 97.5], axis=0)
+    intervals = {n: [float(q[0, j]), float(q[1, j])] for j, n in enumerate(names)}
+    flags, warnings = check_intervals(space, thetas, intervals)
+    assert flags["c"] == [f"touches upper bound {c_upper:g}"]
+    assert "alpha" not in flags
+    assert any("30 of 30 resamples sit on it" in w for w in warnings)
+    assert any("K = 30 resamples" in w and "fewer than 100" in w for w in warnings)
+    # 200 resamples whose halves disagree: unstable endpoints are flagged.
+    many = np.repeat(thetas[:1], 200, axis=0)
+    many[:100, names.index("alpha")] = np.linspace(0.3, 0.31, 100)
+    many[100:, names.index("alpha")] = np.linspace(0.3, 0.4, 100)
+    q = np.percentile(many, [2.5, 97.5], axis=0)
+    intervals = {n: [float(q[0, j]), float(q[1, j])] for j, n in enumerate(names)}
+    flags, warnings = check_intervals(space, many, intervals)
+    assert "unstable endpoints" in flags["alpha"]
+    assert not any("fewer than 100" in w for w in warnings)
+
+
+def test_validate_prints_warnings(cli):
+    r = cli("validate", "--law", "generalized", "--data", "hoffmann_table3", "--train",
+            "n_active < 1e11", "--evals", "200")
+    assert r.returncode == 0, r.stderr
+    assert "warning: sparsity is 0 in every run: the data cannot identify c, gamma" in r.stdout

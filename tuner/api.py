@@ -460,44 +460,31 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
 
 
 def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 2000, seed: int = 0,
-         drop_outliers: bool = True, residual: str = "log",
+         drop_outliers: bool = True, include_bound: bool = False, residual: str = "log",
          columns: Mapping[str, str] | None = None,
          progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
-    """Fit every law the data support (or ``laws``) by L-BFGS-B and compare them.
+    """Fit every law the data support (or ``laws``: names, formulas or law files) by
+    L-BFGS-B and compare them.
 
     Returns:
-        A DataFrame sorted by BIC: law, k, objective, rmse_log, AIC, BIC, the held-out
-        median and max relative error (trained on the 75% lowest-compute runs), warnings.
-
-    Args:
-        data: dataset name or CSV path.
-        laws: laws to compare (default: those the data support).
-        evals: L-BFGS-B evaluations per fit.
-        seed: random seed.
-        drop_outliers: drop rows flagged outlier.
-        progress: called as ``progress(done, total)`` before the first law and after each.
+        A DataFrame, ranked laws first by BIC: rank (None for fits left out: a coefficient on
+        a search bound, unless ``include_bound``), law, k (identifiable coefficients), k_free,
+        objective, rmse_log, AIC, BIC, the held-out median and max relative error (trained
+        on the 75% lowest-compute runs), on_bound, warnings (their text), params.
 
     Raises:
-        TunerError: an unknown law, too few runs, or bad data.
+        TunerError: an unknown law, a bad formula, too few runs, or bad data.
     """
     import pandas as pd
 
-    from tuner.analysis.rank import rank as rank_laws, supported_laws
-    from tuner.data.datasets import load as load_data
-    columns = dict(columns) if columns else None
-    if laws is None:
-        laws = supported_laws(load_data(str(data), drop_outliers=drop_outliers,
-                                        columns=columns))
-    laws = list(laws)
-    rows = []
-    if progress is not None:
-        progress(0, len(laws))
-    for i, law in enumerate(laws):  # one law at a time, so a caller can show progress
-        rows += rank_laws(str(data), [law], evals=evals, seed=seed, drop_outliers=drop_outliers,
-                          residual=residual, columns=columns)
-        if progress is not None:
-            progress(i + 1, len(laws))
-    return pd.DataFrame(sorted(rows, key=lambda r: r["BIC"]))
+    from tuner.analysis.rank import rank as rank_laws
+    rows = rank_laws(str(data), list(laws) if laws else None, evals=evals, seed=seed,
+                     drop_outliers=drop_outliers, include_bound=include_bound,
+                     residual=residual, columns=dict(columns) if columns else None,
+                     progress=progress)
+    frame = pd.DataFrame(rows)
+    frame["rank"] = pd.Series([r["rank"] for r in rows], dtype=object)  # None: not ranked
+    return frame
 
 
 def datasets() -> "pd.DataFrame":

@@ -190,8 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evals", type=int, default=200,
                    help="budget per search (ytopt, grid, random alike; default 200)")
     p.add_argument("--workers", type=int, default=1, help="libEnsemble workers per run")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="seeds per search; the table shows median [min-max] (default 1)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds per search; the table shows median [min-max] (default 3)")
+    p.add_argument("--no-faithful", dest="faithful", action="store_false",
+                   help="skip ytopt as published (--faithful), the slowest method")
+    p.add_argument("--faithful-seeds", type=int, default=1,
+                   help="seeds of ytopt as published (default 1: ~0.3 s per step)")
+    p.add_argument("--faithful-evals", type=int, default=100,
+                   help="budget of ytopt as published (default 100; the figure says so)")
     p.add_argument("--x", choices=["eval", "time"], default="eval",
                    help="x axis: evaluation number (default) or elapsed time")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -203,10 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", choices=["eval", "time"], default="eval", help="x axis")
     _add_json(p, "the table's rows and the figure paths")
 
-    p = sub.add_parser("report", help="a fit's figure: predicted vs observed, residuals, curves")
+    p = sub.add_parser("report", help="a fit report a reviewer can check: Markdown and HTML "
+                                      "(figures inline), following Li et al. 2025's checklist")
     p.add_argument("run_dir", help="a finished run directory")
-    _add_out(p, "report", "<run name>.png and .svg")
-    _add_json(p, "the figure paths")
+    _add_out(p, "report", "<run name>/report.md, report.html and the figures")
+    _add_json(p, "the paths written")
+    _add_isoflop_parser(sub)
     return parser
 
 
@@ -275,12 +283,19 @@ def _print_summary(s: dict, as_json: bool) -> None:
         w = s["space_widened"][-1]
         print(f"space widened: {', '.join(sorted({x['name'] for x in s['space_widened']}))} "
               f"(last: {w['name']} {w['bound']} bound {w['old']:g} -> {w['new']:g})")
+    if s.get("uncertainty"):
+        from tuner.fitting.uncertainty import describe
+        print("standard errors (local, from the curvature; the bootstrap is the reference):")
+        for line in describe(s["uncertainty"]):
+            print(f"  {line}")
     if s.get("intervals"):
         b = s["bootstrap"]
         print(f"bootstrap {b['level']:.0%} intervals (K={b['K']}, seed={b['seed']}, "
               f"{b['parallel']}):")
+        flags = s.get("interval_flags", {})
         for name, (lo, hi) in s["intervals"].items():
-            print(f"  {name}: [{lo:.6g}, {hi:.6g}]")
+            flag = f"  ({'; '.join(flags[name])})" if name in flags else ""
+            print(f"  {name}: [{lo:.6g}, {hi:.6g}]{flag}")
     for w in s.get("warnings", []):
         print(f"warning: {w}")
 
@@ -331,12 +346,17 @@ def cmd_reproduce(args) -> int:
     if args.evals < 1 or args.seeds < 1 or args.workers < 1:
         raise TunerError("--evals, --seeds and --workers must be >= 1")
     result = fig7(Path(args.out), evals=args.evals, workers=args.workers, seeds=args.seeds,
-                  x=args.x, quiet=args.quiet)
+                  x=args.x, quiet=args.quiet, faithful=args.faithful,
+                  faithful_seeds=args.faithful_seeds, faithful_evals=args.faithful_evals)
     if args.json:
         _print_json(result)
         return 0
     from tuner.views.tables import markdown
     print(markdown(result["rows"]))
+    for w in result["warnings"]:
+        print(f"warning: {w['law']} on {w['data']}, {w['method']} seed {w['seed']}: "
+              f"{w['warning']}")
+    print(result["caption"])
     print(f"figure: {result['figure'][0]}")
     return 0
 
@@ -358,15 +378,16 @@ def cmd_compare(args) -> int:
 
 def cmd_report(args) -> int:
     from tuner.run.rundir import RunDir
-    from tuner.views.reports import report
-    name = RunDir.open(args.run_dir).path.name.replace(".", "_")
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [str(p) for p in report(args.run_dir, out / name)]
+    from tuner.views.reports import fit_report
+    run = RunDir.open(args.run_dir)
+    out = Path(args.out).resolve() / run.path.name.replace(".", "_")
+    written = fit_report(run.path, out / "report")
     if args.json:
-        _print_json({"run_dir": str(RunDir(args.run_dir).path), "figures": paths})
+        _print_json({"run_dir": str(run.path), **{k: [str(p) for p in v] if isinstance(v, list)
+                                                  else str(v) for k, v in written.items()}})
         return 0
-    print(f"figure: {paths[0]}")
+    print(f"report: {written['markdown']}, {written['html']}")
+    print(f"figure: {written['figures'][0]}")
     return 0
 
 
@@ -390,6 +411,12 @@ def _add_planning_parsers(sub) -> None:
                    help="choose the sparsity in [0, --s-max] that minimises the loss")
     p.add_argument("--s-max", type=float, default=0.99, help="largest sparsity (default 0.99)")
     p.add_argument("--coefficients", default="published", help=coeff_help + ", or 'k=v,...'")
+    p.add_argument("--data", help="flag answers outside this dataset's N, D, S, C ranges "
+                                   "(default: a run's own data; none for published values)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="K",
+                   help="with a run directory lacking a bootstrap: refit K resamples now for "
+                        "intervals (the run is not modified)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     _add_json(p)
     _accept_negative_floats(p)
 
@@ -425,13 +452,16 @@ def cmd_figures(args) -> int:
 def cmd_allocate(args) -> int:
     from tuner.api import allocate
     from tuner.views.tables import markdown
-    rows = allocate(args.law, args.compute,
-                    sparsity=None if args.optimal_sparsity else args.sparsity,
-                    s_max=args.s_max, coefficients=args.coefficients)
+    from tuner.analysis.planning import (allocation_report, allocation_table,
+                                         describe_allocation)
+    rep = allocation_report(args.law, args.coefficients, args.compute,
+                            None if args.optimal_sparsity else args.sparsity, args.s_max,
+                            data=args.data, bootstrap=args.bootstrap, seed=args.seed)
     if args.json:
-        _print_json(rows)
-    else:
-        print(markdown(rows))
+        _print_json(rep)
+        return 0
+    print("\n".join(describe_allocation(rep)))
+    print(markdown(allocation_table(rep)))
     return 0
 
 
@@ -484,6 +514,9 @@ def _add_validation_parsers(sub) -> None:
                         "is fitted twice in process, on all runs and on the low-compute 75%%)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
+    p.add_argument("--include-bound", action="store_true",
+                   help="rank fits with a coefficient on a bound of its space too (left out "
+                        "of the ranking by default)")
     _add_out(p, "rank", "rank.md and rank.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_json(p, "one object per law")
@@ -509,6 +542,8 @@ def cmd_validate(args) -> int:
           f"max {r['max_abs_rel_error']:.4g} (N_active {worst['n_active']:.4g}, D "
           f"{worst['tokens']:.4g}, S {worst['sparsity']:.4g}: predicted "
           f"{worst['predicted']:.4g}, observed {worst['observed']:.4g})")
+    for w in r.get("warnings", []):
+        print(f"warning: {w}")
     print(f"rows: {tables[0]}, {tables[1]}")
     return 0
 
@@ -517,6 +552,7 @@ def cmd_rank(args) -> int:
     from tuner.api import rank
     from tuner.run.progress import Progress
     from tuner.views.tables import markdown, write_tables
+    from tuner.analysis.rank import table_rows
     from tuner.data.datasets import parse_columns
     bars: list[Progress] = []
 
@@ -526,27 +562,100 @@ def cmd_rank(args) -> int:
         bars[0](done)
 
     try:
-        rows = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
-                    drop_outliers=not args.keep_outliers, residual=args.residual,
-                    columns=parse_columns(args.columns), progress=progress)
+        full = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
+                    drop_outliers=not args.keep_outliers, include_bound=args.include_bound,
+                    residual=args.residual, columns=parse_columns(args.columns),
+                    progress=progress).to_dict(orient="records")
     finally:
         for bar in bars:
             bar.close()
+    rows = table_rows(full)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tables = write_tables(rows, out / "rank")
     if args.json:
-        _print_json({"rows": rows, "tables": [str(t) for t in tables]})
+        _print_json({"rows": full, "tables": [str(t) for t in tables]})
         return 0
     print(markdown(rows))
+    print("k: identifiable coefficients (k_free: free in the space); AIC/BIC count k only")
+    for r in full:
+        if r["rank"] is None:
+            print(f"{r['law']}: not ranked, a coefficient sits on a bound of its search space "
+                  f"({r['on_bound']}); --include-bound ranks it anyway")
+        for w in r["warnings"]:
+            print(f"warning: {r['law']}: {w}")
     print(f"tables: {tables[0]}, {tables[1]}")
     return 0
 
 
 VALIDATION_COMMANDS = {"validate": cmd_validate, "rank": cmd_rank}
 
-COMMANDS = {**PLANNING_COMMANDS, **VALIDATION_COMMANDS, "reproduce": cmd_reproduce, "compare": cmd_compare, "report": cmd_report, "fit": cmd_fit, "resume": cmd_resume, "score": cmd_score,
-            "datasets": cmd_datasets, "laws": cmd_laws}
+
+def _add_isoflop_parser(sub) -> None:
+    p = sub.add_parser("isoflop", help="Hoffmann's Approach 2: isoFLOP profiles, N_opt and "
+                                       "D_opt power laws, beside the parametric fit")
+    p.add_argument("--data", required=True, help="dataset name or CSV path")
+    p.add_argument("--budget-column", help="column naming each run's compute budget (default: "
+                                           "cluster 6 N D in log space)")
+    p.add_argument("--bandwidth", type=float, default=0.1,
+                   help="clustering bandwidth in decades of compute (default 0.1)")
+    p.add_argument("--min-runs", type=int, default=5, help="runs a budget needs (default 5)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="K",
+                   help="resamples (within budgets) for the intervals (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--fit", metavar="RUN_DIR", help="a hoffmann fit to compare with (default: "
+                                                    "fit Eq 2 to the same runs here)")
+    p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
+    _add_out(p, "isoflop", "isoflop.png/.svg/.md/.csv")
+    _add_json(p, "the power laws, budgets and Approach 3")
+
+
+def cmd_isoflop(args) -> int:
+    from pathlib import Path
+
+    from tuner.analysis.isoflop import budget_rows, fit_approach3, isoflop
+    from tuner.data.datasets import load
+    from tuner.views.isoflop import isoflop_figure
+    from tuner.views.tables import markdown, write_tables
+    data = load(args.data, drop_outliers=not args.keep_outliers)
+    r = isoflop(data, budget_column=args.budget_column, bandwidth=args.bandwidth,
+                min_runs=args.min_runs, bootstrap=args.bootstrap, seed=args.seed)
+    a3 = fit_approach3(args.data, run_dir=args.fit, drop_outliers=not args.keep_outliers,
+                       seed=args.seed)
+    out = Path(args.out).resolve() / "isoflop"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = budget_rows(r, data)
+    write_tables(rows, out)
+    fig = isoflop_figure(r, data, out, approach3=a3, approach3_params=a3["params"])
+    if args.json:
+        _print_json({"a": r.a, "a_interval": r.a_interval, "b": r.b,
+                     "b_interval": r.b_interval, "budgets": rows, "grouping": r.grouping,
+                     "warnings": r.warnings, "approach3": a3, "figure": str(fig[0])})
+        return 0
+    print(f"Approach 2 on {data.name} ({len(data)} runs; {r.grouping}):")
+    print(markdown(rows))
+    k = f"{r.bootstrap} bootstrap resamples within budgets" if r.bootstrap else "no bootstrap"
+    print(f"N_opt ∝ C^a: a = {r.a:.3f} [{r.a_interval[0]:.3f}, {r.a_interval[1]:.3f}]  "
+          f"(95%, {k})")
+    print(f"D_opt ∝ C^b: b = {r.b:.3f} [{r.b_interval[0]:.3f}, {r.b_interval[1]:.3f}]")
+    line = (f"Approach 3 (Eq 2, {a3['source']}; alpha {a3['params']['alpha']:.4f}, "
+            f"beta {a3['params']['beta']:.4f}): a = beta/(alpha+beta) = {a3['a']:.3f}")
+    if "a_interval_delta" in a3:
+        lo, hi = a3["a_interval_delta"]
+        line += f" [{lo:.3f}, {hi:.3f}] (±1.96 curvature standard errors)"
+    if "a_interval_bootstrap" in a3:
+        lo, hi = a3["a_interval_bootstrap"]
+        line += f", [{lo:.3f}, {hi:.3f}] (bootstrap, K={a3['bootstrap']})"
+    print(line + f", b = {a3['b']:.3f}")
+    for w in r.warnings:
+        print(f"warning: {w}")
+    print(f"figure: {fig[0]}\ntables: {out.with_suffix('.md')}, {out.with_suffix('.csv')}")
+    return 0
+
+COMMANDS = {**PLANNING_COMMANDS, **VALIDATION_COMMANDS, "reproduce": cmd_reproduce,
+            "compare": cmd_compare, "report": cmd_report, "fit": cmd_fit, "resume": cmd_resume,
+            "score": cmd_score, "datasets": cmd_datasets, "laws": cmd_laws,
+            "isoflop": cmd_isoflop}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ non-convex shapes of Eq 3 at high sparsity).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from typing import Mapping
 
 import numpy as np
@@ -26,6 +26,7 @@ class Allocation:
     tokens: float
     loss: float
     method: str
+    at_limit: str = ""  # non-empty: the optimum sits on a search limit, not in the interior
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -54,15 +55,22 @@ def optimal(law: str, params: Mapping[str, float], compute: float,
     applies (tests use it to check one against the other).
     """
     definition = get_law(law)
-    exact = (definition.closed_form(params, compute, sparsity)
-             if closed_form and definition.closed_form else None)
+    exact = None
+    if closed_form and definition.closed_form:
+        try:
+            exact = definition.closed_form(params, compute, sparsity)
+        except (ZeroDivisionError, OverflowError, ValueError):
+            exact = (math.nan, math.nan)
     if exact is not None:
         n, d = exact
-        loss = float(loss_at(law, params, compute, sparsity, np.array([n]))[0])
-        return Allocation(compute, sparsity, n, n / (1 - sparsity), d, loss, "closed form")
+        if math.isfinite(n) and math.isfinite(d) and 1e3 <= n <= compute / 6.0:
+            loss = float(loss_at(law, params, compute, sparsity, np.array([n]))[0])
+            return Allocation(compute, sparsity, n, n / (1 - sparsity), d, loss, "closed form")
+        # No finite interior optimum (e.g. b = 0: no data term): the search below says so.
     # A model needs at least ~1e3 parameters and one token per parameter is far beyond any
-    # optimum these laws give; the grid spans that whole range.
-    lo, hi = math.log(1e3), math.log(max(compute / 6.0, 1e7))
+    # optimum these laws give; the grid spans that whole range. An optimum on either end is
+    # a search limit, not an optimum, and is reported as such.
+    lo, hi = math.log(N_MIN), math.log(max(compute / 6.0, 1e7))
     grid = np.linspace(lo, hi, 2001)
     values = loss_at(law, params, compute, sparsity, np.exp(grid))
     values = np.where(np.isfinite(values), values, np.inf)
@@ -75,8 +83,19 @@ def optimal(law: str, params: Mapping[str, float], compute: float,
     u = float(res.x) if res.fun <= values[i] else float(grid[i])
     n = math.exp(u)
     loss = float(loss_at(law, params, compute, sparsity, np.array([n]))[0])
+    limit = ""
+    if i == 0:
+        limit = (f"N_active at the lower search limit {N_MIN:g} parameters: the loss still "
+                 "falls towards smaller models")
+    elif i == len(grid) - 1:
+        limit = (f"N_active at the upper search limit C/6 = {math.exp(hi):.3g} (D = "
+                 f"{compute / (6 * math.exp(hi)):.3g} tokens): the loss still falls towards "
+                 "larger models, as when a law has no data term")
     return Allocation(compute, sparsity, n, n / (1 - sparsity), compute / (6 * n), loss,
-                      "grid + Brent")
+                      "grid + Brent", limit)
+
+
+N_MIN = 1e3  # smallest model the search considers
 
 
 def optimal_sparsity(law: str, params: Mapping[str, float], compute: float,
@@ -88,10 +107,18 @@ def optimal_sparsity(law: str, params: Mapping[str, float], compute: float,
     losses = np.array([a.loss for a in allocs])
     i = int(np.nanargmin(losses))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    best = allocs[i]
     if hi > lo:
         res = minimize_scalar(lambda s: optimal(law, params, compute, float(s)).loss,
                               bounds=(lo, hi), method="bounded", options={"xatol": 1e-7})
-        best = optimal(law, params, compute, float(res.x))
-        if best.loss <= allocs[i].loss:
-            return best
-    return allocs[i]
+        refined = optimal(law, params, compute, float(res.x))
+        if refined.loss <= best.loss:
+            best = refined
+    if s_max - best.sparsity < 1e-4 * max(s_max, 1e-9) + 1e-9 and len(grid) > 1:
+        below = allocs[int(np.searchsorted(grid, s_max)) - 1]
+        why = (f"sparsity at the search limit --s-max = {s_max:g}: the loss still falls "
+               f"there ({below.loss:.6g} at S = {below.sparsity:.4g}, {best.loss:.6g} at "
+               f"S = {s_max:g}), so the law has no interior optimum in S and the largest "
+               "allowed sparsity always wins")
+        best = replace(best, at_limit="; ".join(filter(None, [why, best.at_limit])))
+    return best

@@ -98,4 +98,55 @@ def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, 
             "refit": f"lbfgs in process, warm start at the full-data best, {BUDGET} evaluations",
             "parallel": f"libEnsemble, {workers} workers ({comms})" if parallel else "serial"}
     sets = [space.complete(dict(zip(space.names, map(float, t)))) for t in thetas]
-    return {"intervals": intervals, "bootstrap": info, "bootstrap_params": sets}
+    flags, warnings = check_intervals(space, thetas, intervals)
+    return {"intervals": intervals, "bootstrap": info, "bootstrap_params": sets,
+            "interval_flags": flags, "warnings": warnings}
+
+
+ENOUGH = 100      # resamples below which percentile endpoints are called unstable
+UNSTABLE = 0.25   # endpoint shift between the two halves, as a share of the interval width
+
+
+def check_intervals(space: Space, thetas: np.ndarray, intervals: dict) -> tuple[dict, list]:
+    """Flags per coefficient and warning sentences: intervals that touch a bound of the
+    space (truncated by the box, not set by the data), and endpoints that move when the
+    resamples are split in two halves (too few resamples; K < 100 always warns)."""
+    from tuner.fitting.diagnostics import EDGE
+    k = len(thetas)
+    flags: dict[str, list[str]] = {n: [] for n in space.names}
+    warnings: list[str] = []
+    q = 100 * (1 - LEVEL) / 2
+    for j, d in enumerate(space.dims):
+        lo_b, hi_b = d.bounds
+        u = np.array([d.encode(v) for v in thetas[:, j]])
+        width = hi_b - lo_b
+        for side, hit in (("lower", (u - lo_b) / width < EDGE),
+                          ("upper", (hi_b - u) / width < EDGE)):
+            if hit.any():
+                bound = d.lower if side == "lower" else d.upper
+                lo, hi = intervals[d.name]
+                touches = (side == "lower" and (d.encode(lo) - lo_b) / width < EDGE) or \
+                          (side == "upper" and (hi_b - d.encode(hi)) / width < EDGE)
+                if touches:
+                    flags[d.name].append(f"touches {side} bound {bound:g}")
+                    warnings.append(
+                        f"bootstrap interval of {d.name} [{lo:.4g}, {hi:.4g}] touches the "
+                        f"{side} bound {bound:g} of its space ({int(hit.sum())} of {k} "
+                        "resamples sit on it): the box, not the data, sets that end")
+        if k >= ENOUGH:  # below ENOUGH one warning covers every interval
+            half = k // 2
+            a = np.percentile(thetas[:half, j], [q, 100 - q])
+            b = np.percentile(thetas[half:, j], [q, 100 - q])
+            w = abs(intervals[d.name][1] - intervals[d.name][0])
+            shift = float(np.max(np.abs(a - b)))
+            if w > 0 and shift > UNSTABLE * w:
+                flags[d.name].append("unstable endpoints")
+                warnings.append(f"bootstrap interval of {d.name}: its endpoints move by "
+                                f"{shift / w:.0%} of its width between the two halves of the "
+                                f"{k} resamples; more resamples are needed")
+    if k < ENOUGH:
+        warnings.append(f"bootstrap used K = {k} resamples: 95% percentile intervals from "
+                        f"fewer than {ENOUGH} are unstable (their ends rest on the "
+                        f"{max(int(k * (1 - LEVEL) / 2), 1)} most extreme resamples); use "
+                        "--bootstrap 1000 for numbers to report")
+    return {n: f for n, f in flags.items() if f}, warnings

@@ -6,7 +6,6 @@ checks the user's numbers and, when a run directory carries bootstrap coefficien
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -42,12 +41,13 @@ def check_positive(x: float, what: str) -> float:
 
 def bootstrap_sets(law: str, spec: str | None) -> list[dict[str, float]]:
     """Coefficient sets of a bootstrap fit in run directory ``spec``; [] when there are none."""
+    from tuner.run.rundir import RunDir
     if spec in (None, "", "published") or not Path(spec).is_dir():
         return []
-    path = Path(spec) / "summary.json"
-    if not path.is_file():
+    run = RunDir.open(spec)
+    if not run.summary_path.is_file():
         return []
-    summary = json.loads(path.read_text())
+    summary = run.summary()
     sets = summary.get("bootstrap_params")
     if sets is None and isinstance(summary.get("intervals"), dict):
         sets = summary["intervals"].get("bootstrap_params")
@@ -123,4 +123,145 @@ def predict_one(law: str, params: Mapping[str, float], n_active: float, tokens: 
     if boot:
         vals = np.array([predict(law, b, runs)[0] for b in boot], dtype=float)
         out["loss_lo"], out["loss_hi"] = (float(v) for v in np.nanpercentile(vals, INTERVAL))
+    return out
+
+
+def coefficient_source(law: str, spec: str | None) -> dict:
+    """Where coefficients come from: {"kind": published|run|manual, "text": ..., ...}."""
+    from tuner.run.rundir import RunDir
+    definition = get_law(law)
+    if spec in (None, "", "published"):
+        return {"kind": "published",
+                "text": f"published coefficients of {definition.name} ({definition.source}); "
+                        "point values: no uncertainty is attached to them here"}
+    path = Path(spec)
+    if path.is_dir():
+        run = RunDir.open(path)
+        summary = run.summary() if run.summary_path.is_file() else {}
+        cfg = run.config().get("fit", {})
+        text = (f"fit in {path}: {law} on {summary.get('data', cfg.get('data', '?'))} "
+                f"({summary.get('optimizer', cfg.get('optimizer', '?'))}, objective "
+                f"{summary.get('objective', cfg.get('objective', '?'))}, "
+                f"{summary.get('evals', '?')} evaluations)")
+        return {"kind": "run", "text": text, "data": cfg.get("data", summary.get("data")),
+                "drop_outliers": cfg.get("drop_outliers", True),
+                "warnings": list(summary.get("warnings", []))}
+    return {"kind": "manual",
+            "text": f"coefficients given by hand ({spec}), the others published "
+                    f"({definition.source or 'none'}); no uncertainty"}
+
+
+def fresh_bootstrap(law: str, run_dir: str, k: int, seed: int = 0) -> list[dict[str, float]]:
+    """K bootstrap coefficient sets for a run that has none (the run is not modified)."""
+    from tuner.analysis.bootstrap import bootstrap
+    from tuner.run.fit import FitConfig, prepare
+    from tuner.run.rundir import RunDir
+    run = RunDir.open(run_dir)
+    prep = prepare(FitConfig(**run.config()["fit"]))
+    best = run.summary()["best_params"]
+    return bootstrap(prep.objective, prep.space, best, k=k, seed=seed)["bootstrap_params"]
+
+
+def extrapolation(row: Mapping, ranges: Mapping[str, tuple[float, float]]) -> list[str]:
+    """One phrase per quantity of an allocation outside the fitted data's range."""
+    names = {"n_active": "N_active", "n_total": "N_total", "tokens": "D", "sparsity": "S",
+             "compute": "C"}
+    out = []
+    for key, label in names.items():
+        lo, hi = ranges[key]
+        v = row[key]
+        tol = 1e-9 * max(abs(hi), 1.0)
+        if v < lo - tol or v > hi + tol:
+            out.append(f"{label} {v:.3g} outside the data's {lo:.3g}–{hi:.3g}")
+    return out
+
+
+def allocation_report(law: str, coeffs: str | None, compute: Sequence[float],
+                      sparsity: float | None = 0.0, s_max: float = 0.99, *,
+                      data: str | None = None, bootstrap: int = 0, seed: int = 0) -> dict:
+    """An allocation a researcher can defend: rows plus where the coefficients come from,
+    intervals (a run's bootstrap, or ``bootstrap`` fresh resamples), optima on a search
+    limit, extrapolation beyond the fitted data (or ``data``), and for sparse answers the
+    dense model of the same compute."""
+    from tuner.data.datasets import load
+    from tuner.run.fit import coefficients
+    params = coefficients(law, coeffs)
+    src = coefficient_source(law, coeffs)
+    notes: list[str] = []
+    boot = bootstrap_sets(law, coeffs) if src["kind"] == "run" else []
+    if bootstrap:
+        if bootstrap < 2:
+            raise TunerError(f"--bootstrap must be >= 2, got {bootstrap}")
+        if src["kind"] != "run":
+            raise TunerError("--bootstrap needs a fitted run directory as --coefficients "
+                             "(published and hand-given coefficients have no data to resample)")
+        if len(boot) < bootstrap:
+            boot = fresh_bootstrap(law, coeffs, bootstrap, seed)
+            notes.append(f"intervals from {bootstrap} bootstrap resamples computed now "
+                         "(not saved in the run)")
+    if src["kind"] == "run":
+        if boot:
+            notes.append(f"95% intervals: percentiles over {len(boot)} bootstrap refits")
+            if len(boot) < 100:
+                notes.append(f"only {len(boot)} bootstrap sets: intervals are rough; use "
+                             "--bootstrap 1000")
+        else:
+            notes.append("this run has no bootstrap: no intervals (add --bootstrap K, e.g. 200)")
+    ranges = None
+    range_source = data or (src.get("data") if src["kind"] == "run" else None)
+    if range_source:
+        ds = load(range_source, drop_outliers=src.get("drop_outliers", True))
+        ranges = ds.ranges()
+    else:
+        notes.append("extrapolation not checked: the data behind these coefficients are not "
+                     "shipped (--data DATASET compares with a dataset's ranges)")
+    rows = allocation_rows(law, params, compute, sparsity, s_max, boot)
+    for row in rows:
+        a = (optimal_sparsity(law, params, row["compute"], s_max) if sparsity is None
+             else optimal(law, params, row["compute"], sparsity))
+        row["at_limit"] = a.at_limit
+        row["extrapolation"] = "; ".join(extrapolation(row, ranges)) if ranges else ""
+        if row["sparsity"] > 0:
+            dense = optimal(law, params, row["compute"], 0.0)
+            row.update({"dense_n": dense.n_active, "dense_tokens": dense.tokens,
+                        "dense_loss": dense.loss})
+    return {"law": law, "source": src, "params": params, "rows": rows, "notes": notes,
+            "ranges": ranges, "range_source": range_source,
+            "warnings": src.get("warnings", [])}
+
+
+def describe_allocation(rep: Mapping) -> list[str]:
+    """Lines a user reads: the source, one block per budget, the notes and warnings."""
+    def iv(row, f, fmt=".3g"):
+        v = format(row[f], fmt)
+        return f"{v} [{row[f + '_lo']:{fmt}}, {row[f + '_hi']:{fmt}}]" if f + "_lo" in row \
+            else v
+    lines = [f"coefficients: {rep['source']['text']}"]
+    for row in rep["rows"]:
+        head = (f"C = {row['compute']:.3g} FLOPs: N_active {iv(row, 'n_active')}, "
+                f"D {iv(row, 'tokens')} tokens, loss {iv(row, 'loss', '.4g')}")
+        if row["sparsity"] > 0:
+            head += (f", S {iv(row, 'sparsity', '.4g')}, N_total {iv(row, 'n_total')} "
+                     "(compute counts active parameters only)")
+        lines.append(head + f"  ({row['method']})")
+        if row["at_limit"]:
+            lines.append(f"  AT THE LIMIT, not an optimum: {row['at_limit']}")
+        if row["extrapolation"]:
+            lines.append(f"  EXTRAPOLATION beyond {rep['range_source']}: {row['extrapolation']}")
+        if "dense_n" in row:
+            lines.append(f"  dense model of the same compute: N {row['dense_n']:.3g}, "
+                         f"D {row['dense_tokens']:.3g}, loss {row['dense_loss']:.4g}")
+    lines += [f"note: {n}" for n in rep["notes"]]
+    lines += [f"warning: {w}" for w in rep["warnings"]]
+    return lines
+
+
+def allocation_table(rep: Mapping) -> list[dict]:
+    """The rows with the long at-limit and extrapolation texts shortened to flags."""
+    out = []
+    for row in rep["rows"]:
+        r = {k: v for k, v in row.items() if k not in ("at_limit", "extrapolation")}
+        r["flags"] = ", ".join(f for f, on in (("at limit", row["at_limit"]),
+                                               ("extrapolation", row["extrapolation"])) if on)
+        out.append(r)
     return out

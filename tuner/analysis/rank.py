@@ -1,22 +1,33 @@
 """Rank the laws a dataset supports: fit quality, information criteria and held-out error.
 
 Each law is fitted in process by L-BFGS-B. AIC and BIC treat the log residuals as Gaussian:
-n ln(RSS/n) + 2k and n ln(RSS/n) + k ln n (k = free coefficients; lower is better). The
-held-out error trains on the 75% of runs with the smallest compute C = 6 N_active D and
-predicts the rest (extrapolation in compute, as scaling laws are used).
+n ln(RSS/n) + 2k and n ln(RSS/n) + k ln n (lower is better), where k counts only the
+coefficients the data can identify: a free coefficient whose term's column does not vary
+(Eq 7's c and gamma on dense runs, D terms at a single token count) or whose curvature is
+flat costs nothing and buys nothing, so it is not counted. The held-out error trains on the
+75% of runs with the smallest compute C = 6 N_active D and predicts the rest (extrapolation in
+compute, as scaling laws are used).
+
+A fit with an identifiable coefficient on a bound of its search space (a search limit, not a
+physical one) is not an optimum of the law: it is marked and, unless ``include_bound``, left
+out of the ranking (listed after the ranked laws, without a rank). Every row carries the
+text of its fit's warnings.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from tuner.data.datasets import Dataset, load
-from tuner.fitting.diagnostics import degenerate
+from tuner.fitting.diagnostics import degenerate, unidentified
 from tuner.errors import TunerError
 from tuner.laws import LAWS, get_law
 from tuner.fitting.objective import Objective, ObjectiveSpec
 from tuner.fitting.loop import minimize_inprocess
+from tuner.fitting.uncertainty import EDGE, standard_errors
+from tuner.laws.spaces import Space
 from tuner.analysis.validate import holdout
 
 TRAIN_SHARE = 0.75
@@ -40,10 +51,39 @@ def low_compute_mask(dataset: Dataset, share: float = TRAIN_SHARE) -> np.ndarray
     return mask
 
 
+def identifiable(space: Space, dataset: Dataset, errors: dict) -> tuple[list[str], dict]:
+    """(identifiable free coefficients, {coefficient: why not} for the others)."""
+    why = {n: reason for reason, names in unidentified(space, dataset).items() for n in names}
+    for n, status in errors["status"].items():
+        if status == "not identifiable" and n not in why:
+            why[n] = "the objective is flat along it (zero curvature)"
+    return [n for n in space.names if n not in why], why
+
+
+def on_bound(space: Space, params: dict, names: list[str]) -> list[str]:
+    """'name = value at the lower/upper bound B' for identifiable coefficients on a
+    non-physical bound of the space."""
+    out = []
+    for d in space.dims:
+        if d.name not in names:
+            continue
+        lo, hi = d.bounds
+        u = d.encode(params[d.name])
+        for side, hit, bound in (("lower", (u - lo) / (hi - lo) < EDGE, d.lower),
+                                 ("upper", (hi - u) / (hi - lo) < EDGE, d.upper)):
+            if hit and not d.physical[0 if side == "lower" else 1]:
+                out.append(f"{d.name} = {params[d.name]:.4g} at the {side} bound {bound:g}")
+    return out
+
+
 def rank(data: str, laws: list[str] | None = None, *, evals: int = 2000, seed: int = 0,
-         drop_outliers: bool = True, residual: str = "log", columns: dict | None = None
-         ) -> list[dict]:
-    """One row per law, sorted by BIC."""
+         drop_outliers: bool = True, include_bound: bool = False, residual: str = "log",
+         columns: dict | None = None,
+         progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """One row per law: ranked laws by BIC first, then fits left out of the ranking.
+
+    Each row has ``warnings`` (a list of sentences); ``rank`` is 1, 2, ... or None.
+    ``progress(done, total)`` is called before the first law and after each."""
     from tuner.data.datasets import resolve_data_path
     data = resolve_data_path(data)
     dataset = load(data, drop_outliers=drop_outliers, columns=columns)
@@ -54,21 +94,56 @@ def rank(data: str, laws: list[str] | None = None, *, evals: int = 2000, seed: i
         get_law(law)  # unknown names and bad formulas fail here, before any fit
     mask = low_compute_mask(dataset)
     rows = []
-    for law in laws:
+    if progress is not None:
+        progress(0, len(laws))
+    for i, law in enumerate(laws):
         spec = ObjectiveSpec(law, data, drop_outliers=drop_outliers, residual=residual,
                              columns=columns)
         objective = Objective(spec, dataset)
         space = objective.default_space()
         params, value = minimize_inprocess(objective, space, "lbfgs", budget=evals, seed=seed)
         r = objective.residuals(params)
-        n, k = len(r), len(space.names)
+        errors = standard_errors(objective, space, params)
+        ident, why = identifiable(space, dataset, errors)
+        n, k = len(r), len(ident)
         rss = float(np.sum(r * r))
         base = n * math.log(rss / n) if rss > 0 else -math.inf
         held = holdout(spec, space, mask, evals=evals, seed=seed, dataset=dataset)
-        rows.append({"law": objective.law.name, "k": k, "objective": value,
+        bound = on_bound(space, params, ident)
+        warnings = degenerate(space, params, dataset)
+        if why:
+            warnings.append("not counted in k (not identifiable on these data): "
+                            + ", ".join(f"{c} ({w})" for c, w in why.items()))
+        warnings += [f"held-out fit: {w}" for w in
+                     degenerate(space, held["params"], dataset.subset(mask, "train"))
+                     if w not in warnings]
+        rows.append({"law": objective.law.name, "k": k, "k_free": len(space.names),
+                     "objective": value,
                      "rmse_log": objective.rmse_log(params), "AIC": base + 2 * k,
                      "BIC": base + k * math.log(n),
                      "heldout_median_rel_err": held["median_abs_rel_error"],
                      "heldout_max_rel_err": held["max_abs_rel_error"],
-                     "warnings": len(degenerate(space, params, dataset))})
-    return sorted(rows, key=lambda row: row["BIC"])
+                     "on_bound": "; ".join(bound),
+                     "warnings": warnings, "params": params})
+        if progress is not None:
+            progress(i + 1, len(laws))
+    ranked = sorted((r for r in rows if include_bound or not r["on_bound"]),
+                    key=lambda row: row["BIC"])
+    for i, row in enumerate(ranked, 1):
+        row["rank"] = i
+    rest = [r for r in rows if r not in ranked]
+    for row in rest:
+        row["rank"] = None
+    return ranked + sorted(rest, key=lambda row: row["BIC"])
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    """The rows as a table: warnings as a count, no coefficients."""
+    out = []
+    for r in rows:
+        t = {"rank": "-" if r["rank"] is None else r["rank"],
+             **{k: v for k, v in r.items() if k not in ("rank", "warnings", "params")}}
+        t["on_bound"] = t["on_bound"] or ""
+        t["warnings"] = len(r["warnings"])
+        out.append(t)
+    return out

@@ -67,8 +67,14 @@ def holdout(spec: ObjectiveSpec, space: Space, mask: np.ndarray, *, optimizer: s
     predicted = full.predict(params)[~mask]
     out = _report(_rows(ds, ~mask, predicted), int(mask.sum()))
     out.update({"law": full.law.name, "data": spec.data, "params": params,
-                "train_objective": value})
+                "train_objective": value, "warnings": _warnings(space, params, train.dataset)})
     return out
+
+
+def _warnings(space: Space, params, dataset: Dataset) -> list[str]:
+    """The degenerate-fit warnings of the fit the predictions come from."""
+    from tuner.fitting.diagnostics import degenerate
+    return degenerate(space, params, dataset)
 
 
 def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "lbfgs",
@@ -88,5 +94,6 @@ def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "lbfgs"
                                        start=start, n_starts=8)
         predicted[i] = full.predict(params)[i]
     out = _report(_rows(ds, np.ones(len(ds), dtype=bool), predicted), len(ds) - 1)
-    out.update({"law": full.law.name, "data": spec.data, "params": start, "leave_one_out": True})
+    out.update({"law": full.law.name, "data": spec.data, "params": start, "leave_one_out": True,
+                "warnings": _warnings(space, start, ds)})
     return out

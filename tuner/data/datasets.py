@@ -52,6 +52,15 @@ class Dataset:
         return Dataset(f"{self.name}[{suffix}]", self.path,
                        self.frame[np.asarray(mask)].reset_index(drop=True), self.loss_kind)
 
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """The data's range of N_active, N_total, D, S and C = 6 N_active D."""
+        f = self.frame
+        c = 6.0 * f["n_active"].to_numpy(float) * f["tokens"].to_numpy(float)
+        out = {k: (float(f[k].min()), float(f[k].max()))
+               for k in ("n_active", "n_total", "tokens", "sparsity")}
+        out["compute"] = (float(np.min(c)), float(np.max(c)))
+        return out
+
     def groups(self, column: str) -> tuple[list[str], np.ndarray]:
         """(labels, code per run) of ``column``; TunerError if it cannot group the runs."""
         if column not in self.frame:

@@ -232,6 +232,11 @@ class Objective:
         with np.errstate(all="ignore"):
             return np.where(pred > 0, np.log(pred), np.nan) - np.log(self.obs)
 
+    def fit_residuals(self, params: Mapping[str, float]) -> np.ndarray:
+        """The residuals the objective scores: log or linear, as its spec says."""
+        with np.errstate(all="ignore"):
+            return self._residual(self.predict(params))
+
     def rmse_log(self, params: Mapping[str, float]) -> float:
         if self.obs is None:
             return float("nan")

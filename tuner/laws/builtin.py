@@ -35,7 +35,9 @@ BUILTIN = (
     Law("hoffmann", "e + a/N**alpha + b/D**beta", "Eq 2",
         "Hoffmann et al. 2022 (Chinchilla), dense",
         {"e": 1.69, "a": 406.4, "b": 410.7, "alpha": 0.34, "beta": 0.28},
-        f"{PAPER}, Table II (Hoffmann et al. 2022)", closed_form=chinchilla_optimum,
+        f"{PAPER}, Table II (Hoffmann et al. 2022, approach 3). Besiroglu et al. 2024 (Epoch AI) "
+        "showed these inconsistent with Hoffmann's own data; their refit: e 1.8169, a 482.01, "
+        "b 2085.43, alpha 0.3478, beta 0.3658", closed_form=chinchilla_optimum,
         builtin=True),
     Law("frantar", "(aS*(1 - S)**bS + cS)*(1/N)**bN + (aD/D)**bD + c", "Eq 3",
         "Frantar et al. 2023, weight sparsity; N = non-zero parameters",

@@ -100,6 +100,14 @@ class Law:
         return tuple(fm.VARIABLES[v] for v in self.parsed.variables)
 
     @property
+    def n_meaning(self) -> str:
+        """What N stands for in this law."""
+        if "N_total" in self.parsed.variables and "N" not in self.parsed.variables:
+            return "total parameters (column n_total)"
+        return "active parameters: non-zero for weight sparsity, used per token for MoE " \
+               "(column n_active)"
+
+    @property
     def sparse(self) -> bool:
         return any(v in self.parsed.variables for v in ("S", "N_total"))
 

@@ -39,6 +39,9 @@ class Dim:
     default: float
     soft: tuple[bool, bool] = (False, False)  # (lower, upper) may be widened: not physical
     kind: str = ""  # irreducible, exponent, linear, scale (for messages)
+    # (lower, upper) is a physical limit (a loss or coefficient of 0, the smallest loss), not a
+    # search limit: a fit resting there is an answer, not an artefact of the box
+    physical: tuple[bool, bool] = (False, False)
 
     def encode(self, x: float) -> float:
         return math.log(x) if self.log else float(x)
@@ -203,7 +206,7 @@ def load_space(law: "str | Law", path: str | Path) -> Space:
             d = math.sqrt(lo * hi) if log else (lo + hi) / 2
         kind = ("irreducible" if n in irreducible else "exponent" if n in law.exponents
                 else "linear" if n in law.linear else "")
-        dims.append(Dim(n, lo, hi, log, d, kind=kind))
+        dims.append(Dim(n, lo, hi, log, d, kind=kind, physical=(lo == 0.0, False)))
     if not dims:
         raise TunerError(f"{path}: every coefficient is constant; nothing to search")
     return Space(law, tuple(dims), fixed, str(path))
@@ -229,16 +232,18 @@ def default_space(law: "str | Law", loss: np.ndarray | None, magnitudes: np.ndar
             dim = Dim(n, lo, hi, log, _start(pub, lo, hi, log), kind="given")
         elif n in irreducible and lmin is not None:
             dim = Dim(n, 0.0, lmin, False, _start(pub, 0.0, lmin, False, lmin / 2),
-                      kind="irreducible")
+                      kind="irreducible", physical=(True, True))
         elif n in law.linear:
             lo, hi = LINEAR_RANGE
-            dim = Dim(n, lo, hi, True, _start(pub, lo, hi, True, 1.0), kind="linear")
+            dim = Dim(n, lo, hi, True, _start(pub, lo, hi, True, 1.0), kind="linear",
+                      physical=(True, False))
         elif n in law.exponents:
             if pub is not None and pub < 0:
                 dim = Dim(n, -EXPONENT_MAX, EXPONENT_MAX, False, pub, (True, True), "exponent")
             else:
                 dim = Dim(n, 0.0, EXPONENT_MAX, False,
-                          _start(pub, 0.0, EXPONENT_MAX, False, 0.3), (False, True), "exponent")
+                          _start(pub, 0.0, EXPONENT_MAX, False, 0.3), (False, True), "exponent",
+                          (True, False))
         else:
             lo = min(vlo, 1.0) * 10.0 ** -SCALE_DECADES
             hi = max(vhi, 1.0) * 10.0 ** SCALE_DECADES

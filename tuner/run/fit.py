@@ -200,9 +200,11 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
         if objective_fn is not None:
             raise TunerError("--bootstrap needs the built-in objective")
         from tuner.analysis.bootstrap import bootstrap
-        summary.update(bootstrap(prep.objective, prep.space, summary["best_params"],
-                                 k=config.bootstrap, seed=config.seed, workers=config.workers,
-                                 comms=config.comms, workdir=str(run.path)))
+        boot = bootstrap(prep.objective, prep.space, summary["best_params"],
+                         k=config.bootstrap, seed=config.seed, workers=config.workers,
+                         comms=config.comms, workdir=str(run.path))
+        summary["warnings"] = summary.get("warnings", []) + boot.pop("warnings", [])
+        summary.update(boot)
         write_json(run.summary_path, summary)
     return summary
 
@@ -408,6 +410,8 @@ def write_summary(run: RunDir, prep: Prepared, wall: float, opt=None, *,
         })
         if prep.config.group is not None:
             summary["group_params"] = law.group_params(params)
+        from tuner.fitting.uncertainty import standard_errors
+        summary["uncertainty"] = standard_errors(prep.objective, space, params)
     summary["versions"] = versions()
     write_json(run.summary_path, summary)
     return summary
