@@ -184,9 +184,14 @@ def fit(law: str, data: str, *, run_dir: PathLike | None = None, quiet: bool = F
                          f"{', '.join(allowed)}")
     options.setdefault("fix", {})
     options["fix"] = dict(options["fix"])
-    summary = run_fit(FitConfig(law=law, data=str(data), **options), run_dir, quiet=quiet,
-                      objective_fn=objective_fn)
-    return None if summary is None else load(summary["run_dir"])
+    config = FitConfig(law=law, data=str(data), **options)
+    summary = run_fit(config, run_dir, quiet=quiet, objective_fn=objective_fn)
+    if summary is None:
+        return None
+    if config.bootstrap and "best_params" in summary:
+        from tuner.analysis.bootstrap import bootstrap_run
+        bootstrap_run(summary["run_dir"], config.bootstrap)
+    return load(summary["run_dir"])
 
 
 def resume(run_dir: PathLike, evals: int | None = None, *, workers: int | None = None,

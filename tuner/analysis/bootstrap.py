@@ -10,6 +10,7 @@ over a pregenerated sample (each sim is one resample refit); otherwise serially.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -150,3 +151,20 @@ def check_intervals(space: Space, thetas: np.ndarray, intervals: dict) -> tuple[
                         f"{max(int(k * (1 - LEVEL) / 2), 1)} most extreme resamples); use "
                         "--bootstrap 1000 for numbers to report")
     return {n: f for n, f in flags.items() if f}, warnings
+
+
+def bootstrap_run(run_dir: str | Path, k: int) -> dict:
+    """Bootstrap a finished run (its own seed, workers and comms) and add the intervals, the
+    settings and the K coefficient sets to its summary.json; returns the summary."""
+    from tuner.run.fit import FitConfig, _upgrade, prepare
+    from tuner.run.rundir import RunDir, write_json
+    run = RunDir.open(run_dir)
+    config = FitConfig(**_upgrade(run.config()["fit"]))
+    prep = prepare(config)
+    summary = run.summary()
+    boot = bootstrap(prep.objective, prep.space, summary["best_params"], k=k, seed=config.seed,
+                     workers=config.workers, comms=config.comms, workdir=str(run.path))
+    summary["warnings"] = summary.get("warnings", []) + boot.pop("warnings", [])
+    summary.update(boot)
+    write_json(run.summary_path, summary)
+    return summary

@@ -195,18 +195,11 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
         if manager:
             raise TunerError(error)
         return None
-    summary = _run(prep, run, done=None, quiet=quiet, objective_fn=objective_fn)
-    if summary is not None and config.bootstrap and "best_params" in summary:
-        if objective_fn is not None:
-            raise TunerError("--bootstrap needs the built-in objective")
-        from tuner.analysis.bootstrap import bootstrap
-        boot = bootstrap(prep.objective, prep.space, summary["best_params"],
-                         k=config.bootstrap, seed=config.seed, workers=config.workers,
-                         comms=config.comms, workdir=str(run.path))
-        summary["warnings"] = summary.get("warnings", []) + boot.pop("warnings", [])
-        summary.update(boot)
-        write_json(run.summary_path, summary)
-    return summary
+    if config.bootstrap and objective_fn is not None:
+        raise TunerError("--bootstrap needs the built-in objective")
+    # The bootstrap (config.bootstrap) is an analysis of the finished fit: tuner.api.fit runs
+    # it (tuner.analysis.bootstrap.bootstrap_run), above this layer.
+    return _run(prep, run, done=None, quiet=quiet, objective_fn=objective_fn)
 
 
 def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None = None,

@@ -10,7 +10,6 @@ The curves come from small pure functions (``isoflop_curves``, ``token_curves``,
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -55,14 +54,14 @@ class Source:
         self.spec = spec
         self.law: str | None = None
         if spec != "published":
-            path = Path(spec)
-            summary = path / "summary.json"
-            if not summary.is_file():
+            from tuner.run.rundir import RunDir
+            if not Path(spec).is_dir():
                 raise TunerError(f"--coefficients {spec!r}: figures take 'published' or a run "
                                  "directory with summary.json")
-            self.law = json.loads(summary.read_text()).get("law")
+            self.law = RunDir.open(spec).summary().get("law")
             if self.law not in LAWS:
-                raise TunerError(f"{summary}: unknown law {self.law!r}")
+                raise TunerError(f"{spec}: figures draw the built-in laws; this run fitted "
+                                 f"{self.law!r}")
 
     def params(self, law: str) -> dict[str, float]:
         from tuner.run.fit import coefficients
