@@ -430,14 +430,14 @@ def allocate(law: str, compute: float | Sequence[float], *, sparsity: float | No
 
 
 def validate(law: str, data: str, *, train: str | None = None, loo: bool = False,
-             optimizer: str = "lbfgs", evals: int = 2000, seed: int = 0,
+             optimizer: str = "ytopt", evals: int = 200, seed: int = 0,
              drop_outliers: bool = True, residual: str = "log",
              columns: Mapping[str, str] | None = None) -> dict:
     """Fit on the runs ``train`` selects (a pandas condition, e.g. ``"n_active < 1e9"``) or
     leave each run out in turn (``loo=True``), and report errors on the held-out runs.
 
-    In-process fits, many of them with ``loo``: hence L-BFGS-B and 2,000 evaluations by
-    default (the fastest way to the optimum per refit), where ``fit`` defaults to ytopt.
+    In-process fits with ``fit``'s defaults (ytopt, 200 evaluations); with ``loo`` each run's
+    refit is L-BFGS-B from the all-runs optimum.
 
     Returns:
         ``{"law", "data", "params", "train_runs", "test_runs", "median_abs_rel_error",
@@ -464,7 +464,7 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
     return holdout(spec, space, train_mask(full.dataset, train), dataset=full.dataset, **opts)
 
 
-def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 2000, seed: int = 0,
+def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 200, seed: int = 0,
          drop_outliers: bool = True, include_bound: bool = False, residual: str = "log",
          columns: Mapping[str, str] | None = None,
          progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":

@@ -491,13 +491,11 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--train", help="pandas condition selecting the training runs, e.g. "
                                    "'n_active < 1e9' or 'tokens*n_active*6 < 1e20'")
     p.add_argument("--loo", action="store_true", help="leave-one-out over all runs instead")
-    p.add_argument("--optimizer", default="lbfgs", choices=OPTIMIZERS,
-                   help="in-process optimizer (default lbfgs, unlike fit's ytopt: validation "
-                        "runs many refits, one per held-out run with --loo, and multi-start "
-                        "L-BFGS-B is the fastest way to each optimum)")
-    p.add_argument("--evals", type=int, default=2000,
-                   help="evaluations per fit (default 2000, unlike fit's 200: what L-BFGS-B "
-                        "from a grid of starts needs on every shipped law)")
+    p.add_argument("--optimizer", default="ytopt", choices=OPTIMIZERS,
+                   help="in-process optimizer of the training fit (default ytopt, as fit; "
+                        "--loo refits each run by L-BFGS-B from the all-runs optimum)")
+    p.add_argument("--evals", type=int, default=200,
+                   help="evaluations per fit (default 200, as fit)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
     _add_out(p, "validate", "the held-out rows, <law>-<data>.md and .csv")
@@ -509,9 +507,9 @@ def _add_validation_parsers(sub) -> None:
                    help="laws to compare, each a built-in name, a formula or a law file "
                         "(default: the built-in laws the data support)")
     _add_data_options(p, group=False)
-    p.add_argument("--evals", type=int, default=2000,
-                   help="L-BFGS-B evaluations per fit (default 2000, as validate: every law "
-                        "is fitted twice in process, on all runs and on the low-compute 75%%)")
+    p.add_argument("--evals", type=int, default=200,
+                   help="evaluations per fit, tuner's default method (default 200, as fit; "
+                        "every law is fitted twice, on all runs and on the low-compute 75%%)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
     p.add_argument("--include-bound", action="store_true",

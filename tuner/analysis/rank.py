@@ -1,6 +1,8 @@
 """Rank the laws a dataset supports: fit quality, information criteria and held-out error.
 
-Each law is fitted in process by L-BFGS-B. AIC and BIC treat the log residuals as Gaussian:
+Each law is fitted in process by tuner's default method (ytopt: the linear coefficients
+solved in closed form, the exponents searched, then polished), in the space that follows the
+data. AIC and BIC treat the log residuals as Gaussian:
 n ln(RSS/n) + 2k and n ln(RSS/n) + k ln n (lower is better), where k counts only the
 coefficients the data can identify: a free coefficient whose term's column does not vary
 (Eq 7's c and gamma on dense runs, D terms at a single token count) or whose curvature is
@@ -76,7 +78,7 @@ def on_bound(space: Space, params: dict, names: list[str]) -> list[str]:
     return out
 
 
-def rank(data: str, laws: list[str] | None = None, *, evals: int = 2000, seed: int = 0,
+def rank(data: str, laws: list[str] | None = None, *, evals: int = 200, seed: int = 0,
          drop_outliers: bool = True, include_bound: bool = False, residual: str = "log",
          columns: dict | None = None,
          progress: Callable[[int, int], None] | None = None) -> list[dict]:
@@ -101,14 +103,15 @@ def rank(data: str, laws: list[str] | None = None, *, evals: int = 2000, seed: i
                              columns=columns)
         objective = Objective(spec, dataset)
         space = objective.default_space()
-        params, value = minimize_inprocess(objective, space, "lbfgs", budget=evals, seed=seed)
+        params, value = minimize_inprocess(objective, space, "ytopt", budget=evals, seed=seed)
         r = objective.residuals(params)
         errors = standard_errors(objective, space, params)
         ident, why = identifiable(space, dataset, errors)
         n, k = len(r), len(ident)
         rss = float(np.sum(r * r))
         base = n * math.log(rss / n) if rss > 0 else -math.inf
-        held = holdout(spec, space, mask, evals=evals, seed=seed, dataset=dataset)
+        held = holdout(spec, space, mask, optimizer="ytopt", evals=evals, seed=seed,
+                       dataset=dataset)
         bound = on_bound(space, params, ident)
         warnings = degenerate(space, params, dataset)
         if why:

@@ -52,8 +52,8 @@ def _report(rows: list[dict], n_train: int) -> dict:
             "max_abs_rel_error": float(np.max(err)), "rows": rows}
 
 
-def holdout(spec: ObjectiveSpec, space: Space, mask: np.ndarray, *, optimizer: str = "lbfgs",
-            evals: int = 2000, seed: int = 0, dataset: Dataset | None = None) -> dict:
+def holdout(spec: ObjectiveSpec, space: Space, mask: np.ndarray, *, optimizer: str = "ytopt",
+            evals: int = 200, seed: int = 0, dataset: Dataset | None = None) -> dict:
     """Fit on ``mask`` rows, predict the others: errors per held-out run and their summary."""
     full = Objective.from_spec(spec) if dataset is None else Objective(spec, dataset)
     ds = full.dataset
@@ -77,8 +77,8 @@ def _warnings(space: Space, params, dataset: Dataset) -> list[str]:
     return degenerate(space, params, dataset)
 
 
-def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "lbfgs",
-                  evals: int = 2000, seed: int = 0) -> dict:
+def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "ytopt",
+                  evals: int = 200, seed: int = 0) -> dict:
     """Each run predicted by a fit on all the others (warm-started from the all-runs fit)."""
     full = Objective.from_spec(spec)
     ds = full.dataset
@@ -89,9 +89,9 @@ def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "lbfgs"
     for i in range(len(ds)):
         mask = np.ones(len(ds), dtype=bool)
         mask[i] = False
+        # a local method from the all-runs optimum: one run moves the optimum a little
         params, _ = minimize_inprocess(Objective(spec, ds.subset(mask, f"loo{i}")), space,
-                                       optimizer, budget=min(evals, 400), seed=seed,
-                                       start=start, n_starts=8)
+                                       "lbfgs", budget=400, seed=seed, start=start, n_starts=8)
         predicted[i] = full.predict(params)[i]
     out = _report(_rows(ds, np.ones(len(ds), dtype=bool), predicted), len(ds) - 1)
     out.update({"law": full.law.name, "data": spec.data, "params": start, "leave_one_out": True,
