@@ -332,7 +332,8 @@ def _add_validation_parsers(sub) -> None:
     p = sub.add_parser("validate", help="fit on a subset of runs, report errors on the rest")
     p.add_argument("--law", required=True, help="law name")
     p.add_argument("--data", required=True, help="dataset name or CSV path")
-    p.add_argument("--train", help="pandas condition selecting the training runs, e.g. "
+    p.add_argument("--train", help="condition selecting the training runs (columns, numbers, + - * / **, "
+                                   "comparisons, and/or/not; never run as code), e.g. "
                                    "'n_active < 1e9' or 'tokens*n_active*6 < 1e20'")
     p.add_argument("--loo", action="store_true", help="leave-one-out over all runs instead")
     p.add_argument("--optimizer", default="lbfgs", help="in-process optimizer (default lbfgs)")
