@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TunerError as exc:
         print(f"tuner: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)  # a stopped run (dead worker, signal) has its own
     except KeyboardInterrupt:
         print("tuner: interrupted; finished evaluations are in the run's results.csv "
               "('tuner resume RUN_DIR' continues)", file=sys.stderr)

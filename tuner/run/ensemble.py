@@ -16,7 +16,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from tuner.fit.objective import PENALTY, Objective, ObjectiveSpec, evaluate as evaluate_builtin
-from tuner.run.rundir import append_row, timestamp
+from tuner.run.rundir import append_row, os_error, timestamp
+from tuner.run import watchdog
 from tuner.laws.spaces import Space
 
 COMMS = ("local", "threads", "mpi")
@@ -95,15 +96,36 @@ def _ignore_sigint() -> None:
 
 
 def sim_evaluate(H, persis_info, sim_specs, libE_info):
-    """libEnsemble sim_f: evaluate every row it is given."""
-    if os.getpid() != sim_specs["user"].get("manager_pid"):
+    """libEnsemble sim_f: evaluate every row it is given.
+
+    The worker's file in RUN/.workers names the evaluation it runs, so a death names what
+    was lost. What cannot be a failed evaluation (results.csv unwritable, an exception from
+    outside the objective) stops the run through the watchdog instead of hanging it.
+    """
+    in_thread = os.getpid() == sim_specs["user"].get("manager_pid")
+    if not in_thread:
         _ignore_sigint()
     task: EvalTask = sim_specs["user"]["task"]
+    run_dir = os.path.dirname(task.results_path)
+    worker = int(libE_info.get("workerID", 0))
     out = np.zeros(len(H), dtype=sim_specs["out"])
     for i in range(len(H)):
-        (out["f"][i], out["ok"][i], out["grad"][i], out["curv"][i],
-         out["x_done"][i]) = evaluate_and_log(
-            task, int(H["eval_id"][i]), H["x"][i], int(libE_info.get("workerID", 0)))
+        eval_id = int(H["eval_id"][i])
+        watchdog.mark(run_dir, worker, eval_id)
+        try:
+            (out["f"][i], out["ok"][i], out["grad"][i], out["curv"][i],
+             out["x_done"][i]) = evaluate_and_log(task, eval_id, H["x"][i], worker)
+        except OSError as exc:
+            watchdog.report_fault(run_dir, worker, eval_id,
+                                  str(os_error(task.results_path, exc, "append a result")), 2,
+                                  in_thread)
+            out["f"][i], out["ok"][i] = np.nan, False
+        except BaseException as exc:  # noqa: B036 - anything else must end the run, not hang it
+            watchdog.report_fault(run_dir, worker, eval_id,
+                                  f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300], 1,
+                                  in_thread)
+            out["f"][i], out["ok"][i] = np.nan, False
+        watchdog.mark(run_dir, worker, None)
     return out, persis_info
 
 
@@ -117,6 +139,7 @@ class GenState:
         self.first_eval_id, self.progress = first_eval_id, progress
         self.told, self.best = 0, float("inf")
         self.errors: list[str] = []
+        self.comm = None  # the generator's libEnsemble comm, to release it after an abort
 
 
 def gen_ask_tell(H, persis_info, gen_specs, libE_info):
@@ -126,6 +149,7 @@ def gen_ask_tell(H, persis_info, gen_specs, libE_info):
     from libensemble.tools.persistent_support import PersistentSupport
 
     state: GenState = gen_specs["user"]["state"]
+    state.comm = libE_info.get("comm")
     opt = state.optimizer
     names = opt.space.names
     ps = PersistentSupport(libE_info, EVAL_GEN_TAG)
@@ -197,10 +221,48 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
         libE_specs["nworkers"] = workers
     # sim_max is a backstop only: the generator stops itself at the budget.
     exit_criteria = {"sim_max": budget}
-    H, _, flag = libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
+    run_dir = os.path.dirname(task.results_path)
+
+    def ensemble():
+        return libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
+
+    if comms == "mpi" and _mpi_rank() != 0:
+        beat = watchdog.start_heartbeat(run_dir, _mpi_rank())
+        try:
+            ensemble()
+        finally:
+            beat.set()
+        return False
+    try:
+        watchdog.guarded(ensemble, watchdog.Watchdog(run_dir, comms, workers))
+    except watchdog.RunAborted as exc:
+        _release_generator(state)
+        if comms == "mpi":
+            # Worker ranks wait for a manager that will not send again: only an abort of the
+            # communicator ends them. Say why first; the abort ends this process too.
+            import sys
+            from mpi4py import MPI
+            print(f"tuner: error: {exc}", file=sys.stderr, flush=True)
+            MPI.COMM_WORLD.Abort(exc.exit_code)
+        raise
     if state is not None and state.errors:
         raise RuntimeError("generator failed:\n" + state.errors[0])
-    return comms != "mpi" or _mpi_rank() == 0
+    return True
+
+
+def _release_generator(state: GenState | None) -> None:
+    """After an abort that cut the manager's shutdown short, stop the generator's thread.
+
+    The manager normally sends STOP to the generator's worker thread at the end of its
+    loop; when a dead worker's evaluation kept that loop waiting, the watchdog interrupted it
+    before that send, and the non-daemon thread would keep the process alive forever. Two
+    STOPs: one for the generator if it is still asking, one for libEnsemble's worker loop.
+    """
+    from libensemble.message_numbers import MAN_SIGNAL_FINISH, STOP_TAG
+    inbox = getattr(getattr(state, "comm", None), "_inbox", None)  # libEnsemble QComm's queue
+    if inbox is not None:
+        inbox.put((STOP_TAG, MAN_SIGNAL_FINISH))
+        inbox.put((STOP_TAG, MAN_SIGNAL_FINISH))
 
 
 def _mpi_rank() -> int:

@@ -1,12 +1,12 @@
 """The Python API the CLI is a thin layer over: fit, resume, score, and reading results back."""
 from __future__ import annotations
 
-import fcntl
+import math
 import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -20,7 +20,8 @@ from tuner.errors import TunerError
 from tuner.fit.objective import Objective, ObjectiveSpec, evaluate
 from tuner.fit.optimizers import LIARS, SURROGATES, make_optimizer
 from tuner.paths import runs_dir
-from tuner.run.rundir import RunDir, columns, write_json
+from tuner.run.rundir import RunDir, write_json
+from tuner.run.watchdog import check_capacity
 from tuner.laws.spaces import Space, load_space, parse_assignments
 
 @dataclass
@@ -48,7 +49,43 @@ class FitConfig:
     fix: dict[str, float] = field(default_factory=dict)
     bootstrap: int = 0  # resamples refitted after the fit for 95% intervals (0: none)
 
+    @classmethod
+    def from_dict(cls, raw: Mapping, where: str) -> "FitConfig":
+        """A config read back from ``where``; unknown keys or wrong types are one line."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise TunerError(f"{where}: unknown key(s) {', '.join(unknown)} in 'fit' "
+                             f"(known: {', '.join(sorted(known))})")
+        try:
+            config = cls(**raw)
+            config.check()
+        except TypeError as exc:
+            raise TunerError(f"{where}: invalid 'fit' configuration ({exc})") from None
+        return config
+
     def check(self) -> None:
+        """Every option checked before anything is written; TunerError naming the bad one."""
+        for name, what in (("evals", "--evals"), ("workers", "--workers"),
+                           ("seed", "--seed"), ("n_initial_points", "--initial-points"),
+                           ("bootstrap", "--bootstrap")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TunerError(f"{what} must be an integer, got {v!r}")
+        for name, what in (("delta", "--delta"), ("eval_delay", "--eval-delay"),
+                           ("polish", "--polish")):
+            v = getattr(self, name)
+            if v is None and name == "polish":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise TunerError(f"{what} must be a finite number, got {v!r}")
+        if not isinstance(self.fix, dict):
+            raise TunerError(f"--fix must be name=value pairs, got {self.fix!r}")
+        for k, v in self.fix.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise TunerError(f"--fix: {k}={v!r} is not a finite number")
+        if self.n_initial_points < 0:
+            raise TunerError(f"--initial-points must be >= 0, got {self.n_initial_points}")
         if self.evals < 1:
             raise TunerError(f"--evals must be >= 1, got {self.evals}")
         if self.workers < 1:
@@ -64,6 +101,7 @@ class FitConfig:
             raise TunerError(f"--eval-delay must be >= 0, got {self.eval_delay}")
         if self.bootstrap < 0 or self.bootstrap == 1:
             raise TunerError(f"--bootstrap must be 0 or >= 2, got {self.bootstrap}")
+        check_capacity(self.evals, self.workers, self.comms)
 
     def objective_spec(self) -> ObjectiveSpec:
         return ObjectiveSpec(self.law, self.data, self.objective, self.delta, self.drop_outliers)
@@ -86,11 +124,22 @@ def prepare(config: FitConfig) -> Prepared:
     spec = config.objective_spec()
     objective = Objective.from_spec(spec)
     space = config.load_space()
-    # Resolve a shipped dataset name to its path so a copied run still finds it.
-    make_optimizer(config.optimizer, space, seed=config.seed, budget=config.evals,
-                   surrogate=config.surrogate, liar=config.liar, polish=config.polish,
-                   faithful=config.faithful).close()
+    # The run's own optimizer, built once here so its checks fail before anything is written.
+    _make_optimizer(config, space, custom=False).close()
     return Prepared(config, space, objective)
+
+
+def _make_optimizer(config: FitConfig, space: Space, *, custom: bool):
+    """The optimizer a run uses (``custom``: a user objective_fn replaces the built-in one)."""
+    return make_optimizer(config.optimizer, space, seed=config.seed, budget=config.evals,
+                          surrogate=config.surrogate, liar=config.liar,
+                          n_initial_points=config.n_initial_points, polish=config.polish,
+                          faithful=config.faithful,
+                          # Custom objectives cannot solve linear coefficients; the 'paper'
+                          # objective has no residuals to solve them from.
+                          profile=(config.profile and not custom
+                                   and config.objective != "paper"),
+                          gradients=not custom)
 
 
 class Progress:
@@ -121,16 +170,6 @@ def _default_run_dir(config: FitConfig) -> Path:
     return runs_dir() / f"{config.law}-{data}-{config.optimizer}-{stamp}"
 
 
-def _lock(run: RunDir):
-    fh = open(run.path / ".lock", "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise TunerError(f"{run.path}: another tuner process is using this run directory") from None
-    return fh
-
-
 def _task(prep: Prepared, run: RunDir, objective_fn: Callable | None) -> EvalTask:
     return EvalTask(objective=prep.config.objective_spec().as_dict(), space=prep.space,
                     results_path=str(run.results_path), header=run.header(),
@@ -150,7 +189,7 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
     ``objective_fn`` replaces the built-in objective (it must be picklable for local comms).
     """
     manager = config.comms != "mpi" or _rank() == 0
-    prep = run = None
+    prep = run = lock = None
     error = None
     if manager:
         try:
@@ -158,6 +197,7 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
             run = RunDir.create(run_dir or _default_run_dir(config),
                                 {"tuner_version": __version__, "fit": asdict(config)},
                                 prep.space.all_names)
+            lock = run.lock()
         except TunerError as exc:
             error = str(exc)
     if config.comms == "mpi":
@@ -168,7 +208,7 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
         if manager:
             raise TunerError(error)
         return None
-    summary = _run(prep, run, done=None, quiet=quiet, objective_fn=objective_fn)
+    summary = _run(prep, run, done=None, lock=lock, quiet=quiet, objective_fn=objective_fn)
     if summary is not None and config.bootstrap and "best_params" in summary:
         if objective_fn is not None:
             raise TunerError("--bootstrap needs the built-in objective")
@@ -183,25 +223,44 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
 def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None = None,
            comms: str | None = None, quiet: bool = False,
            objective_fn: Callable | None = None) -> dict | None:
-    """Continue a run to its budget (or ``evals``): finished evaluations are told, not re-run."""
+    """Continue a run to its budget (or ``evals``): finished evaluations are told, not re-run.
+
+    Nothing in the directory changes before this process holds the run's lock and every
+    input (config.json, the header of results.csv, the new options) has been checked; a torn
+    or unparseable line of results.csv is reported once and its evaluation run again.
+    """
     run = RunDir.open(run_dir)
-    raw = run.config()
-    # Runs made before the profile existed continue with the method they started with.
-    raw["fit"].setdefault("profile", False)
-    config = FitConfig(**raw["fit"])
-    if evals is not None:
-        config.evals = evals
-    if workers is not None:
-        config.workers = workers
-    if comms is not None:
-        config.comms = comms
-    prep = prepare(config)
-    done = run.results()
-    if config.comms == "mpi" and _rank() != 0:
-        return _run(prep, run, done=done, quiet=True, objective_fn=objective_fn)
-    raw["fit"] = asdict(config)
-    write_json(run.config_path, raw)
-    return _run(prep, run, done=done, quiet=quiet, objective_fn=objective_fn)
+    if comms is None:  # a read, to learn whether this process is an MPI worker rank
+        comms = run.config()["fit"].get("comms", "local")
+    manager = comms != "mpi" or _rank() == 0
+    lock = run.lock() if manager else None
+    try:
+        raw = run.config()
+        fit_raw = dict(raw["fit"])
+        # Runs made before the profile existed continue with the method they started with.
+        fit_raw.setdefault("profile", False)
+        config = FitConfig.from_dict(fit_raw, str(run.config_path))
+        if evals is not None:
+            config.evals = evals
+        if workers is not None:
+            config.workers = workers
+        if comms is not None:
+            config.comms = comms
+        prep = prepare(config)
+        run.check_header(prep.space.all_names)
+        done = run.results()
+        if manager:
+            run.check_writable()
+            for w in done.attrs.get("warnings", []):
+                print(f"tuner: warning: {w}", file=sys.stderr, flush=True)
+            raw["fit"] = asdict(config)
+            write_json(run.config_path, raw)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return _run(prep, run, done=done, lock=lock, quiet=quiet or not manager,
+                objective_fn=objective_fn)
 
 
 def _rank() -> int:
@@ -209,26 +268,18 @@ def _rank() -> int:
     return MPI.COMM_WORLD.Get_rank()
 
 
-def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
+def _run(prep: Prepared, run: RunDir, done, *, lock, quiet: bool,
          objective_fn: Callable | None) -> dict | None:
+    """Run the remaining budget; releases ``lock`` (the manager's hold on the run) at the end."""
     config = prep.config
     manager = config.comms != "mpi" or _rank() == 0
     n_done = 0 if done is None else len(done)
     remaining = config.evals - n_done
-    lock = _lock(run) if manager else None
     t0 = time.time()
     try:
         state = None
         if manager:
-            opt = make_optimizer(config.optimizer, prep.space, seed=config.seed,
-                                 budget=config.evals, surrogate=config.surrogate,
-                                 liar=config.liar, n_initial_points=config.n_initial_points,
-                                 polish=config.polish, faithful=config.faithful,
-                                 # Custom objectives cannot solve linear coefficients; the
-                                 # 'paper' objective has no residuals to solve them from.
-                                 profile=(config.profile and objective_fn is None
-                                          and config.objective != "paper"),
-                                 gradients=objective_fn is None)
+            opt = _make_optimizer(config, prep.space, custom=objective_fn is not None)
             if n_done:
                 names = prep.space.all_names
                 configs = [{n: float(r[n]) for n in names} for _, r in done.iterrows()]
@@ -246,10 +297,12 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
                 if workers < 1:
                     raise TunerError("--comms mpi needs at least 2 MPI ranks "
                                      "(mpirun -np N+1: one manager and N workers)")
-            first_id = int(done["eval_id"].max()) + 1 if n_done else 0
+            # Ids of torn lines count as used: a re-run gets a new id, never a repeated one.
+            first_id = int(done.attrs.get("last_id", -1)) + 1 if done is not None else 0
             state = GenState(opt, remaining, workers, first_id,
                              Progress(config.evals, n_done, quiet))
             if remaining <= 0:
+                opt.close()
                 return write_summary(run, prep, time.time() - t0)
         if remaining > 0:
             run_libe(_task(prep, run, objective_fn), state, workers=config.workers,
@@ -258,8 +311,8 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
             return None
         return write_summary(run, prep, time.time() - t0)
     finally:
-        if lock:
-            lock.close()
+        if lock is not None:
+            lock.release()
 
 
 def versions() -> dict[str, str]:
