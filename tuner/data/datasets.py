@@ -76,6 +76,7 @@ def load(name_or_path: str, *, drop_outliers: bool = True, need_loss: bool = Tru
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TunerError(f"{path}: not a readable CSV ({msg})") from None
+    _check_header(path)
     frame = check_frame(frame, str(path), need_loss=need_loss)
     dropped = 0
     if drop_outliers and "outlier" in frame:
@@ -85,6 +86,17 @@ def load(name_or_path: str, *, drop_outliers: bool = True, need_loss: bool = Tru
     if "loss" not in frame:
         kind = "none"
     return Dataset(name, str(path), frame, kind, dropped)
+
+
+def _check_header(path: Path) -> None:
+    """Refuse repeated column names (pandas would silently rename the second 'loss.1')."""
+    import csv
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        header = next(csv.reader(fh), [])
+    names = [h.strip() for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise TunerError(f"{path}: column(s) {', '.join(dupes)} appear more than once")
 
 
 def check_frame(frame: pd.DataFrame, where: str, *, need_loss: bool = True) -> pd.DataFrame:

@@ -92,6 +92,13 @@ class Space:
             if n not in self.all_names:
                 raise TunerError(f"--fix: {n!r} is not a coefficient of {self.law} "
                                  f"({', '.join(self.all_names)})")
+        for n, v in values.items():
+            if not math.isfinite(v):
+                raise TunerError(f"--fix: {n}={v!r} is not a finite number")
+        for d in self.dims:
+            if d.name in values and not d.lower <= values[d.name] <= d.upper:
+                raise TunerError(f"--fix: {d.name}={values[d.name]!r} lies outside the space "
+                                 f"[{d.lower:g}, {d.upper:g}]")
         dims = tuple(d for d in self.dims if d.name not in values)
         if not dims:
             raise TunerError("--fix: every coefficient is fixed; nothing left to search")

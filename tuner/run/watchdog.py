@@ -64,8 +64,9 @@ class _Stop(BaseException):
 
 # --- capacity -------------------------------------------------------------------------------
 
-BYTES_PER_EVAL = 64 * 1024  # libEnsemble's history row, the optimizer's record and its models
-FDS_PER_PROCESS_WORKER = 8  # two multiprocessing queues (pipes, locks) and their semaphores
+BYTES_PER_EVAL = 16 * 1024  # libEnsemble's history row, the optimizer's record and its models
+FDS_PER_PROCESS_WORKER = 8  # measured 6: two multiprocessing queues (pipes) and their locks
+BYTES_PER_PROCESS_WORKER = 32 * 2**20  # measured ~12 MiB private per forked worker, plus room
 FDS_RESERVED = 64  # the manager's own files, libraries, results.csv and its lock
 MAX_THREAD_WORKERS = 1024
 
@@ -100,6 +101,13 @@ def check_capacity(evals: int, workers: int, comms: str) -> None:
                                  f"--comms local: at most {max_workers} worker processes "
                                  f"(open-file limit {soft}, {FDS_PER_PROCESS_WORKER} per "
                                  "worker; raise it with 'ulimit -n')")
+        if mem:
+            max_workers = max(1, mem // 2 // BYTES_PER_PROCESS_WORKER)
+            if workers > max_workers:
+                raise TunerError(f"--workers {workers} exceeds what this machine can hold with "
+                                 f"--comms local: at most {max_workers} worker processes "
+                                 f"({BYTES_PER_PROCESS_WORKER // 2**20} MiB each in half of "
+                                 f"{mem / 2**30:.1f} GiB of memory)")
     elif comms == "threads" and workers > MAX_THREAD_WORKERS:
         raise TunerError(f"--workers {workers} exceeds the limit of {MAX_THREAD_WORKERS} "
                          "worker threads with --comms threads")
