@@ -73,8 +73,21 @@ def _add_parallel_options(p: argparse.ArgumentParser) -> None:
                    help="sleep added to each evaluation, to emulate costly evaluations")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line, exit code 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"tuner: error: {self.prog.removeprefix('tuner ')}: {message}\n"
+                  if self.prog != "tuner" else f"tuner: error: {message}\n")
+
+
+def _force_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="overwrite output files that tuner did not write there earlier")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tuner", description="Fit dense and sparse LLM scaling laws to training runs by "
         "Bayesian optimization (ytopt method) on libEnsemble, and compare with grid search, "
         "random search and L-BFGS.")
@@ -125,16 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", choices=["eval", "time"], default="eval",
                    help="x axis: evaluation number (default) or elapsed time")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _force_option(p)
 
     p = sub.add_parser("compare", help="convergence plot and table for any runs")
     p.add_argument("run_dirs", nargs="+", help="run directories")
     p.add_argument("--out", default="runs/compare",
                    help="output stem: writes OUT.png, .svg, .md, .csv (default runs/compare)")
     p.add_argument("--x", choices=["eval", "time"], default="eval", help="x axis")
+    _force_option(p)
 
     p = sub.add_parser("report", help="a fit's figure: predicted vs observed, residuals, curves")
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--out", help="output stem (default RUN_DIR/report)")
+    _force_option(p)
     return parser
 
 
@@ -220,10 +236,17 @@ def cmd_reproduce(args) -> int:
     from pathlib import Path
 
     from tuner.views.reproduce import fig7
+    from tuner.run.watchdog import check_capacity
+    from tuner.views.outputs import guard, record, stems
     if args.evals < 1 or args.seeds < 1 or args.workers < 1:
         raise TunerError("--evals, --seeds and --workers must be >= 1")
-    result = fig7(Path(args.out), evals=args.evals, workers=args.workers, seeds=args.seeds,
+    check_capacity(args.evals, args.workers, "local")
+    out = Path(args.out)
+    written = guard(stems(out / "fig7", ("png", "svg", "md", "csv"))
+                    + stems(out / "fig7_coefficients", ("md", "csv")), args.force)
+    result = fig7(out, evals=args.evals, workers=args.workers, seeds=args.seeds,
                   x=args.x, quiet=args.quiet)
+    record(written)
     from tuner.views.tables import markdown
     print(markdown(result["rows"]))
     print(f"figure: {result['figure'][0]}")
@@ -235,16 +258,25 @@ def cmd_compare(args) -> int:
 
     from tuner.views.reports import compare
     from tuner.views.tables import markdown
+    from tuner.views.outputs import guard, record, stems
     out = Path(args.out)
+    written = guard(stems(out, ("png", "svg", "md", "csv")), args.force)
     rows = compare(args.run_dirs, out, x=args.x)
+    record(written)
     print(markdown(rows))
     print(f"figure: {out.with_suffix('.png')}")
     return 0
 
 
 def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from tuner.views.outputs import guard, record, stems
     from tuner.views.reports import report
+    written = guard(stems(Path(args.out) if args.out else Path(args.run_dir) / "report",
+                          ("png", "svg")), args.force)
     paths = report(args.run_dir, args.out)
+    record(written)
     print(f"figure: {paths[0]}")
     return 0
 
@@ -257,6 +289,7 @@ def _add_planning_parsers(sub) -> None:
                    help=coeff_help + "; several: one column each. A run's coefficients apply "
                         "to its law; other laws use published values")
     p.add_argument("--only", nargs="+", metavar="FIG", help="draw only these (e.g. fig1 fig8)")
+    _force_option(p)
 
     p = sub.add_parser("allocate", help="compute-optimal N_active, N_total, D (and sparsity)")
     p.add_argument("--law", required=True, help="law name")
@@ -290,9 +323,16 @@ def _accept_negative_floats(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_figures(args) -> int:
-    from tuner.views.figures import draw
+    from pathlib import Path
+
+    from tuner.views.figures import FIGURES, draw
+    from tuner.views.outputs import guard, record, stems
+    names = [n for n in (args.only or FIGURES) if n in FIGURES]  # draw() names unknown ones
+    written = guard([p for n in names for p in stems(Path(args.out) / n, ("png", "svg"))],
+                    args.force)
     for path in draw(args.out, args.coefficients, args.only):
         print(path)
+    record(written)
     return 0
 
 
@@ -349,6 +389,7 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
     p.add_argument("--out", help="also write OUT/rank.md and OUT/rank.csv")
+    _force_option(p)
 
 
 def cmd_validate(args) -> int:
@@ -385,6 +426,9 @@ def cmd_rank(args) -> int:
 
     from tuner.analysis.rank import rank
     from tuner.views.tables import markdown, write_tables
+    from tuner.views.outputs import guard, record, stems
+    written = (guard(stems(Path(args.out) / "rank", ("md", "csv")), args.force)
+               if args.out else [])
     rows = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
                 drop_outliers=not args.keep_outliers)
     print(markdown(rows))
@@ -392,6 +436,7 @@ def cmd_rank(args) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         write_tables(rows, out / "rank")
+        record(written)
         print(f"tables: {out / 'rank.md'}, {out / 'rank.csv'}")
     return 0
 
