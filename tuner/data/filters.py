@@ -105,8 +105,8 @@ class _Eval:
     def visit(self, node: ast.AST):
         if isinstance(node, ast.Name):
             if node.id not in self.columns:
-                raise TunerError(f"{self.what} {self.text!r}: unknown column {node.id!r}; "
-                                 f"columns: {', '.join(self.columns)}")
+                raise TunerError(f"{self.what} {self.text!r}: not a valid expression: unknown "
+                                 f"column {node.id!r}; columns: {', '.join(self.columns)}")
             return self.columns[node.id]
         if isinstance(node, ast.Constant):
             return float(node.value)
