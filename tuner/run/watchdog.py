@@ -242,6 +242,7 @@ class Watchdog:
         self._old_handlers: dict = {}
         self._children: dict[int, multiprocessing.process.BaseProcess] = {}
         self._interrupts = 0
+        self._escaped = False  # the interrupt that ends the manager's wait has been sent
         self._last_interrupt = 0.0
         self._stopped_at = 0.0
         self._main = threading.current_thread() is threading.main_thread()
@@ -286,6 +287,17 @@ class Watchdog:
             signal.signal(sig, old)
         self._old_handlers = {}
 
+    def end_workers(self) -> None:
+        """After an abort: end the worker processes libEnsemble's cleanup did not reach
+        (multiprocessing would otherwise wait for them when this process exits)."""
+        for p in self._children.values():
+            if p.exitcode is None:
+                p.terminate()
+        for p in self._children.values():
+            p.join(timeout=2)
+            if p.exitcode is None:
+                p.kill()
+
     def aborted(self) -> RunAborted | None:
         """What ended the run, as the one-line error to raise (None: it was not stopped)."""
         if self.reason is None:
@@ -312,6 +324,7 @@ class Watchdog:
                 self._interrupts += 1
                 self._last_interrupt = time.monotonic()
                 _thread.interrupt_main(_WAKE)
+                self._escaped = self.stopping
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -334,8 +347,8 @@ class Watchdog:
         # The manager waits for every worker it gave work to; a dead one never answers (its
         # mark may not even show the evaluation, if it died before starting it). Once the
         # live ones are done (or had their grace), interrupt that wait.
-        if time.monotonic() - self._last_interrupt < 2:
-            return
+        if self._escaped or time.monotonic() - self._last_interrupt < 2:
+            return  # once only: another interrupt could cut libEnsemble's worker cleanup short
         if self._any_dead() and (not self._busy_alive()
                                  or time.monotonic() - self._stopped_at > GRACE_SECONDS):
             self._interrupt()
@@ -415,12 +428,14 @@ def guarded(run: Callable[[], object], watchdog: Watchdog) -> object:
             result = run()
     except _Stop:
         watchdog.close()  # a stop may land inside __exit__ before it finished
+        watchdog.end_workers()
         raise watchdog.aborted() or RunAborted("the run stopped", 1) from None
     except Exception:
         watchdog.close()
         # libEnsemble wraps what a stopped worker caused in its own exceptions.
         aborted = watchdog.aborted()
         if aborted is not None:
+            watchdog.end_workers()
             raise aborted from None
         raise
     aborted = watchdog.aborted()
