@@ -62,6 +62,8 @@ class FitConfig:
             config.check()
         except TypeError as exc:
             raise TunerError(f"{where}: invalid 'fit' configuration ({exc})") from None
+        except TunerError as exc:
+            raise TunerError(f"{where}: {exc}") from None
         return config
 
     def check(self) -> None:
