@@ -28,7 +28,7 @@ def test_fit_every_law(tmp_path, law, data):
     assert len(results) == 12 and results.eval_id.tolist() == list(range(12))
     from tuner.laws import get_law
     assert list(results.columns) == ["eval_id", *get_law(law).params, "objective", "status",
-                                     "elapsed", "timestamp", "worker", "error"]
+                                     "elapsed", "timestamp", "worker", "error", "crc"]
     assert summary["best_objective"] == pytest.approx(results.objective.min())
     config = json.loads((out / "config.json").read_text())
     assert config["fit"]["law"] == law and config["fit"]["seed"] == 0

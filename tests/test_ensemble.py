@@ -83,13 +83,15 @@ def test_kill9_then_resume_reaches_budget_without_rerunning(tmp_path, optimizer)
          "2", "--eval-delay", "0.15", "--run-dir", str(out), "--quiet",
          *(["--initial-points", "4"] if optimizer == "ytopt" else [])], cwd=ROOT, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if (out / "results.csv").exists() and len(read_results(out / "results.csv")) >= 8:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if (out / "results.csv").exists() and len(read_results(out / "results.csv")) >= 8:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     done = read_results(out / "results.csv")
     assert 8 <= len(done) < budget and not (out / "summary.json").exists()
     r = run_cli("resume", out, "--quiet", "--json")
@@ -139,13 +141,21 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
          "chinchilla_epoch", "--optimizer", "random", "--evals", "60", "--workers", "2",
          "--eval-delay", "0.1", "--run-dir", str(out), "--quiet"], cwd=ROOT,
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if (out / "results.csv").exists() and len(read_results(out / "results.csv")) >= 5:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    _, err = proc.communicate(timeout=60)
+    try:
+        # The run directory appears whole (config.json and the results header are renamed
+        # into place together), so polling never reads a header-less results.csv.
+        deadline = time.time() + 90
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "results.csv").exists() and len(read_results(out / "results.csv")) >= 5:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave the run behind when an assertion fails
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().count("\n") == 0 and "interrupted" in err
     done = read_results(out / "results.csv")

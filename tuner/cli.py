@@ -137,6 +137,19 @@ def _add_parallel_options(p: argparse.ArgumentParser) -> None:
                    help="sleep added to each evaluation, to emulate costly evaluations")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line, exit code 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"tuner: error: {self.prog.removeprefix('tuner ')}: {message}\n"
+                  if self.prog != "tuner" else f"tuner: error: {message}\n")
+
+
+def _force_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="overwrite output files that tuner did not write there earlier")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tuner", description="Fit dense and sparse LLM scaling laws to training runs by "
@@ -202,18 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="x axis: evaluation number (default) or elapsed time")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _add_json(p, "the tables' rows and the figure paths")
+    _force_option(p)
 
     p = sub.add_parser("compare", help="convergence plot and table for any runs")
     p.add_argument("run_dirs", nargs="+", help="run directories")
     _add_out(p, "compare", "compare.png, .svg, .md and .csv")
     p.add_argument("--x", choices=["eval", "time"], default="eval", help="x axis")
     _add_json(p, "the table's rows and the figure paths")
+    _force_option(p)
 
     p = sub.add_parser("report", help="a fit report a reviewer can check: Markdown and HTML "
                                       "(figures inline), following Li et al. 2025's checklist")
     p.add_argument("run_dir", help="a finished run directory")
     _add_out(p, "report", "<run name>/report.md, report.html and the figures")
     _add_json(p, "the paths written")
+    _force_option(p)
     _add_isoflop_parser(sub)
     return parser
 
@@ -343,11 +359,19 @@ def cmd_reproduce(args) -> int:
     from pathlib import Path
 
     from tuner.views.reproduce import fig7
+    from tuner.run.watchdog import check_capacity
+    from tuner.views.outputs import guard, record, stems
     if args.evals < 1 or args.seeds < 1 or args.workers < 1:
         raise TunerError("--evals, --seeds and --workers must be >= 1")
-    result = fig7(Path(args.out), evals=args.evals, workers=args.workers, seeds=args.seeds,
+    check_capacity(args.evals, args.workers, "local")
+    out = Path(args.out)
+    written = guard(stems(out / "fig7", ("png", "svg", "md", "csv"))
+                    + stems(out / "fig7_coefficients", ("md", "csv"))
+                    + stems(out / "fig7_warnings", ("md",)), args.force)
+    result = fig7(out, evals=args.evals, workers=args.workers, seeds=args.seeds,
                   x=args.x, quiet=args.quiet, faithful=args.faithful,
                   faithful_seeds=args.faithful_seeds, faithful_evals=args.faithful_evals)
+    record(written)
     if args.json:
         _print_json(result)
         return 0
@@ -364,8 +388,11 @@ def cmd_reproduce(args) -> int:
 def cmd_compare(args) -> int:
     from tuner.views.reports import compare
     from tuner.views.tables import markdown
+    from tuner.views.outputs import guard, record, stems
     stem = Path(args.out).resolve() / "compare"
+    written = guard(stems(stem, ("png", "svg", "md", "csv")), args.force)
     rows = compare(args.run_dirs, stem, x=args.x)  # checks the runs, then makes --out
+    record(written)
     figures = [str(stem.with_suffix(f".{e}")) for e in ("png", "svg")]
     tables = [str(stem.with_suffix(f".{e}")) for e in ("md", "csv")]
     if args.json:
@@ -378,10 +405,14 @@ def cmd_compare(args) -> int:
 
 def cmd_report(args) -> int:
     from tuner.run.rundir import RunDir
+    from tuner.views.outputs import guard, record, stems
     from tuner.views.reports import fit_report
     run = RunDir.open(args.run_dir)
     out = Path(args.out).resolve() / run.path.name.replace(".", "_")
+    guarded = guard(stems(out / "report", ("png", "svg", "md", "html"))
+                    + stems(out / "report_convergence", ("png", "svg")), args.force)
     written = fit_report(run.path, out / "report")
+    record(guarded)
     if args.json:
         _print_json({"run_dir": str(run.path), **{k: [str(p) for p in v] if isinstance(v, list)
                                                   else str(v) for k, v in written.items()}})
@@ -400,6 +431,7 @@ def _add_planning_parsers(sub) -> None:
                         "to its law; other laws use published values")
     p.add_argument("--only", nargs="+", metavar="FIG", help="draw only these (e.g. fig1 fig8)")
     _add_json(p, "the paths written")
+    _force_option(p)
 
     p = sub.add_parser("allocate", help="compute-optimal N_active, N_total, D (and sparsity)")
     p.add_argument("--law", required=True, help=LAW_HELP)
@@ -439,8 +471,13 @@ def _accept_negative_floats(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_figures(args) -> int:
-    from tuner.views.figures import draw
-    paths = [str(p) for p in draw(Path(args.out).resolve(), args.coefficients, args.only)]
+    from tuner.views.figures import FIGURES, draw
+    from tuner.views.outputs import guard, record, stems
+    names = [n for n in (args.only or FIGURES) if n in FIGURES]  # draw() names unknown ones
+    out = Path(args.out).resolve()
+    written = guard([p for n in names for p in stems(out / n, ("png", "svg"))], args.force)
+    paths = [str(p) for p in draw(out, args.coefficients, args.only)]
+    record(written)
     if args.json:
         _print_json({"figures": paths})
         return 0
@@ -488,7 +525,8 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--law", required=True, help=LAW_HELP)
     p.add_argument("--data", required=True, help="dataset name or CSV path")
     _add_data_options(p, group=False)
-    p.add_argument("--train", help="pandas condition selecting the training runs, e.g. "
+    p.add_argument("--train", help="condition selecting the training runs (columns, numbers, "
+                                   "+ - * / **, comparisons, and/or/not; never run as code), e.g. "
                                    "'n_active < 1e9' or 'tokens*n_active*6 < 1e20'")
     p.add_argument("--loo", action="store_true", help="leave-one-out over all runs instead")
     p.add_argument("--optimizer", default="ytopt", choices=OPTIMIZERS,
@@ -518,6 +556,7 @@ def _add_validation_parsers(sub) -> None:
     _add_out(p, "rank", "rank.md and rank.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_json(p, "one object per law")
+    _force_option(p)
 
 
 def cmd_validate(args) -> int:
@@ -552,6 +591,9 @@ def cmd_rank(args) -> int:
     from tuner.views.tables import markdown, write_tables
     from tuner.analysis.rank import table_rows
     from tuner.data.datasets import parse_columns
+    from tuner.views.outputs import guard, record, stems
+    out = Path(args.out).resolve()
+    written = guard(stems(out / "rank", ("md", "csv")), args.force)
     bars: list[Progress] = []
 
     def progress(done: int, total: int) -> None:
@@ -568,9 +610,9 @@ def cmd_rank(args) -> int:
         for bar in bars:
             bar.close()
     rows = table_rows(full)
-    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tables = write_tables(rows, out / "rank")
+    record(written)
     if args.json:
         _print_json({"rows": full, "tables": [str(t) for t in tables]})
         return 0
@@ -665,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TunerError as exc:
         print(f"tuner: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)  # a stopped run (dead worker, signal) has its own
     except KeyboardInterrupt:
         print("tuner: interrupted; finished evaluations are in the run's results.csv "
               "('tuner resume RUN_DIR' continues)", file=sys.stderr)

@@ -1,13 +1,16 @@
 """Held-out validation: fit on a subset of runs, predict the others, report relative errors.
 
-The training subset is a pandas expression over the dataset's columns (``DataFrame.eval``,
-e.g. ``"n_active < 1e9"`` or ``"tokens*n_active*6 < 1e20"``), an explicit mask, or, with
+The training subset is a condition over the dataset's numeric columns in the small grammar of
+``tuner.data.filters`` (e.g. ``"n_active < 1e9"`` or ``"tokens*n_active*6 < 1e20"``; never run
+as code), an explicit mask, or, with
 leave-one-out, every run in turn (each LOO refit is warm-started from the all-runs fit).
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
+from tuner.data import filters
 from tuner.data.datasets import Dataset
 from tuner.errors import TunerError
 from tuner.fitting.objective import Objective, ObjectiveSpec
@@ -18,18 +21,12 @@ ID_COLUMNS = ("run_id",)
 
 
 def train_mask(dataset: Dataset, expr: str) -> np.ndarray:
-    """Boolean mask of the rows ``expr`` selects; TunerError if it is not a valid condition."""
-    try:
-        mask = dataset.frame.eval(expr)
-    except Exception as exc:  # pandas raises many types on a bad expression
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TunerError(f"--train {expr!r}: not a valid expression over the columns "
-                         f"{', '.join(map(str, dataset.frame.columns))} ({msg})") from None
-    mask = np.asarray(mask)
-    if mask.shape != (len(dataset),) or mask.dtype != bool:
-        raise TunerError(f"--train {expr!r}: must be a true/false condition per run, "
-                         f"e.g. 'n_active < 1e9'")
-    return mask
+    """Boolean mask of the rows ``expr`` selects (the grammar of ``tuner.data.filters``, never
+    evaluated as code); TunerError if it is not a valid condition."""
+    frame = dataset.frame
+    numeric = {str(c): frame[c].to_numpy(dtype=float) for c in frame.columns
+               if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])}
+    return filters.mask(expr, numeric, len(dataset), "--train")
 
 
 def _rows(dataset: Dataset, test: np.ndarray, predicted: np.ndarray) -> list[dict]:

@@ -19,7 +19,8 @@ import numpy as np
 from tuner.fitting.evaluation import Evaluation, LawError, evaluate, evaluate_function
 from tuner.fitting.loop import drive
 from tuner.fitting.objective import Objective, ObjectiveSpec
-from tuner.run.rundir import append_row, timestamp
+from tuner.run import watchdog
+from tuner.run.rundir import append_row, os_error, timestamp
 from tuner.laws.spaces import Space
 
 COMMS = ("local", "threads", "mpi")
@@ -89,15 +90,38 @@ def _ignore_sigint() -> None:
 
 
 def sim_evaluate(H, persis_info, sim_specs, libE_info):
-    """libEnsemble sim_f: evaluate every row it is given."""
-    if os.getpid() != sim_specs["user"].get("manager_pid"):
+    """libEnsemble sim_f: evaluate every row it is given.
+
+    The worker's file in RUN/.workers names the evaluation it runs, so a death names what
+    was lost. What cannot be a failed evaluation (results.csv unwritable, an exception from
+    outside the objective) stops the run through the watchdog instead of hanging it.
+    """
+    in_thread = os.getpid() == sim_specs["user"].get("manager_pid")
+    if not in_thread:
         _ignore_sigint()
     task: EvalTask = sim_specs["user"]["task"]
+    run_dir = os.path.dirname(task.results_path)
+    worker = int(libE_info.get("workerID", 0))
     out = np.zeros(len(H), dtype=sim_specs["out"])
     d = len(task.space.names)
     for i in range(len(H)):
-        ev = evaluate_and_log(task, int(H["eval_id"][i]), H["x"][i],
-                              int(libE_info.get("workerID", 0)))
+        eval_id = int(H["eval_id"][i])
+        watchdog.mark(run_dir, worker, eval_id)
+        out["f"][i], out["status"][i] = np.nan, "fault"
+        try:
+            ev = evaluate_and_log(task, eval_id, H["x"][i], worker)
+        except OSError as exc:
+            watchdog.report_fault(run_dir, worker, eval_id,
+                                  str(os_error(task.results_path, exc, "append a result")), 2,
+                                  in_thread)
+            continue
+        except BaseException as exc:  # noqa: B036 - anything else must end the run, not hang it
+            watchdog.report_fault(run_dir, worker, eval_id,
+                                  f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300], 1,
+                                  in_thread)
+            continue
+        finally:
+            watchdog.mark(run_dir, worker, None)
         out["f"][i] = ev.value
         out["status"][i] = ev.status
         out["error"][i] = ev.error[:200]
@@ -119,6 +143,7 @@ class GenState:
         self.told, self.best = 0, float("inf")
         self.errors: list[str] = []
         self.fatal: str | None = None  # an error in the law's code: the run stops
+        self.comm = None  # the generator's libEnsemble comm, to release it after an abort
 
 
 class LibeExecutor:
@@ -158,6 +183,8 @@ class LibeExecutor:
             if status == "error":
                 self.state.fatal = str(row["error"])
                 return None
+            if status == "fault":  # not a result: the watchdog is ending the run
+                continue
             params = space.complete(dict(zip(self.names, map(float, row["x_done"]))))
             evs.append(Evaluation(eval_id, self.asked.pop(eval_id), params, float(row["f"]),
                                   status, str(row["error"]), np.asarray(row["grad"]),
@@ -176,6 +203,7 @@ def gen_ask_tell(H, persis_info, gen_specs, libE_info):
     from libensemble.tools.persistent_support import PersistentSupport
 
     state: GenState = gen_specs["user"]["state"]
+    state.comm = libE_info.get("comm")
     opt = state.optimizer
     ps = PersistentSupport(libE_info, EVAL_GEN_TAG)
     try:
@@ -219,16 +247,54 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
         libE_specs["nworkers"] = workers
     # sim_max is a backstop only: the generator stops itself at the budget.
     exit_criteria = {"sim_max": budget}
+    run_dir = os.path.dirname(task.results_path)
+
+    def ensemble():
+        return libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
+
     cwd = os.getcwd()
     try:
-        H, _, flag = libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
+        if comms == "mpi" and _mpi_rank() != 0:
+            beat = watchdog.start_heartbeat(run_dir, _mpi_rank())
+            try:
+                ensemble()
+            finally:
+                beat.set()
+            return False
+        try:
+            watchdog.guarded(ensemble, watchdog.Watchdog(run_dir, comms, workers))
+        except watchdog.RunAborted as exc:
+            _release_generator(state)
+            if comms == "mpi":
+                # Worker ranks wait for a manager that will not send again: only an abort of
+                # the communicator ends them. Say why first; the abort ends this process too.
+                import sys
+                from mpi4py import MPI
+                print(f"tuner: error: {exc}", file=sys.stderr, flush=True)
+                MPI.COMM_WORLD.Abort(exc.exit_code)
+            raise
     finally:
         os.chdir(cwd)  # threads run in this process: libEnsemble moved it into the run dir
     if state is not None and state.fatal:
         raise LawError(state.fatal)
     if state is not None and state.errors:
         raise RuntimeError("generator failed:\n" + state.errors[0])
-    return comms != "mpi" or _mpi_rank() == 0
+    return True
+
+
+def _release_generator(state: GenState | None) -> None:
+    """After an abort that cut the manager's shutdown short, stop the generator's thread.
+
+    The manager normally sends STOP to the generator's worker thread at the end of its
+    loop; when a dead worker's evaluation kept that loop waiting, the watchdog interrupted it
+    before that send, and the non-daemon thread would keep the process alive forever. Two
+    STOPs: one for the generator if it is still asking, one for libEnsemble's worker loop.
+    """
+    from libensemble.message_numbers import MAN_SIGNAL_FINISH, STOP_TAG
+    inbox = getattr(getattr(state, "comm", None), "_inbox", None)  # libEnsemble QComm's queue
+    if inbox is not None:
+        inbox.put((STOP_TAG, MAN_SIGNAL_FINISH))
+        inbox.put((STOP_TAG, MAN_SIGNAL_FINISH))
 
 
 def _mpi_rank() -> int:

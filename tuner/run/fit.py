@@ -1,13 +1,12 @@
 """The Python API the CLI is a thin layer over: fit, resume, score, and reading results back."""
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -25,7 +24,8 @@ from tuner.fitting.optimizers import LIARS, SURROGATES, make_optimizer
 from tuner.laws import get_law
 from tuner.paths import runs_dir
 from tuner.run.progress import Progress
-from tuner.run.rundir import RunDir, columns, write_json
+from tuner.run.rundir import RunDir, write_json
+from tuner.run.watchdog import check_capacity
 from tuner.data.datasets import file_hash, resolve_data_path
 from tuner.laws.spaces import Space, load_space, paper_space, parse_assignments
 
@@ -63,7 +63,45 @@ class FitConfig:
     bootstrap: int = 0  # resamples refitted after the fit for 95% intervals (0: none)
     data_sha256: str | None = None  # the dataset file's hash when the run began
 
+    @classmethod
+    def from_dict(cls, raw: Mapping, where: str) -> "FitConfig":
+        """A config read back from ``where``; unknown keys or wrong types are one line."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise TunerError(f"{where}: unknown key(s) {', '.join(unknown)} in 'fit' "
+                             f"(known: {', '.join(sorted(known))})")
+        try:
+            config = cls(**raw)
+            config.check()
+        except TypeError as exc:
+            raise TunerError(f"{where}: invalid 'fit' configuration ({exc})") from None
+        except TunerError as exc:
+            raise TunerError(f"{where}: {exc}") from None
+        return config
+
     def check(self) -> None:
+        """Every option checked before anything is written; TunerError naming the bad one."""
+        for name, what in (("evals", "--evals"), ("workers", "--workers"),
+                           ("seed", "--seed"), ("n_initial_points", "--initial-points"),
+                           ("bootstrap", "--bootstrap")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TunerError(f"{what} must be an integer, got {v!r}")
+        for name, what in (("delta", "--delta"), ("eval_delay", "--eval-delay"),
+                           ("polish", "--polish")):
+            v = getattr(self, name)
+            if v is None and name == "polish":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise TunerError(f"{what} must be a finite number, got {v!r}")
+        if not isinstance(self.fix, dict):
+            raise TunerError(f"--fix must be name=value pairs, got {self.fix!r}")
+        for k, v in self.fix.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise TunerError(f"--fix: {k}={v!r} is not a finite number")
+        if self.n_initial_points < 0:
+            raise TunerError(f"--initial-points must be >= 0, got {self.n_initial_points}")
         if self.evals < 1:
             raise TunerError(f"--evals must be >= 1, got {self.evals}")
         if self.workers < 1:
@@ -79,6 +117,7 @@ class FitConfig:
             raise TunerError(f"--eval-delay must be finite and >= 0, got {self.eval_delay}")
         if self.bootstrap < 0 or self.bootstrap == 1:
             raise TunerError(f"--bootstrap must be 0 or >= 2, got {self.bootstrap}")
+        check_capacity(self.evals, self.workers, self.comms)
         if isinstance(self.law, str) and self.law.endswith(".json"):
             # A law file is read once; the run keeps its definition, not its path.
             self.law = get_law(self.law).definition()
@@ -119,11 +158,13 @@ def prepare(config: FitConfig) -> Prepared:
     spec = config.objective_spec()
     objective = Objective.from_spec(spec)
     space = config.load_space(objective)
+    # The run's own optimizer, built once here so its checks fail before anything is written.
     _optimizer(config, space, objective_fn=None).close()
     return Prepared(config, space, objective)
 
 
 def _optimizer(config: FitConfig, space: Space, objective_fn):
+    """The optimizer a run uses (``objective_fn``: a user's, replacing the built-in one)."""
     return make_optimizer(config.optimizer, space, seed=config.seed, budget=config.evals,
                           options=config.options(),
                           # Custom objectives give no gradient and cannot solve linear
@@ -140,16 +181,6 @@ def _default_run_dir(config: FitConfig) -> Path:
     law = get_law(config.law)
     name = law.name if law.builtin else re.sub(r"[^A-Za-z0-9_.]+", "_", law.name)[:40]
     return runs_dir() / "fit" / f"{name}-{data}-{config.optimizer}-{stamp}"
-
-
-def _lock(run: RunDir):
-    fh = open(run.path / ".lock", "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise TunerError(f"{run.path}: another tuner process is using this run directory") from None
-    return fh
 
 
 def _task(prep: Prepared, run: RunDir, objective_fn: Callable | None) -> EvalTask:
@@ -170,8 +201,10 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
 
     ``objective_fn`` replaces the built-in objective (it must be picklable for local comms).
     """
+    if config.bootstrap and objective_fn is not None:
+        raise TunerError("--bootstrap needs the built-in objective")
     manager = config.comms != "mpi" or _rank() == 0
-    prep = run = None
+    prep = run = lock = None
     error = None
     if config.comms == "mpi":
         # config.json records the workers the run really had: the MPI ranks but one.
@@ -185,6 +218,7 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
                                 {"tuner_version": __version__, "versions": versions(),
                                  "fit": asdict(config)},
                                 prep.space.all_names)
+            lock = run.lock()
         except TunerError as exc:
             error = str(exc)
     if config.comms == "mpi":
@@ -195,40 +229,56 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
         if manager:
             raise TunerError(error)
         return None
-    if config.bootstrap and objective_fn is not None:
-        raise TunerError("--bootstrap needs the built-in objective")
     # The bootstrap (config.bootstrap) is an analysis of the finished fit: tuner.api.fit runs
     # it (tuner.analysis.bootstrap.bootstrap_run), above this layer.
-    return _run(prep, run, done=None, quiet=quiet, objective_fn=objective_fn)
+    return _run(prep, run, done=None, lock=lock, quiet=quiet, objective_fn=objective_fn)
 
 
 def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None = None,
            comms: str | None = None, quiet: bool = False,
            objective_fn: Callable | None = None) -> dict | None:
-    """Continue a run to its budget (or ``evals``): finished evaluations are told, not re-run."""
+    """Continue a run to its budget (or ``evals``): finished evaluations are told, not re-run.
+
+    Nothing in the directory changes before this process holds the run's lock and every
+    input (config.json, the header of results.csv, the new options) has been checked; a torn
+    or unparseable line of results.csv is reported once and its evaluation run again.
+    """
     run = RunDir.open(run_dir)
-    raw = run.config()
-    config = FitConfig(**_upgrade(raw["fit"]))
-    if config.data_sha256 and file_hash(config.data) != config.data_sha256:
-        raise TunerError(f"{config.data}: the dataset changed since this run began (its "
-                         "sha256 differs); resume refuses to mix data: start a new fit")
-    if evals is not None:
-        config.evals = evals
-    if workers is not None:
-        config.workers = workers
-    if comms is not None:
-        config.comms = comms
-    if config.comms == "mpi":
-        config.workers = _mpi_workers()
-    prep = prepare(config)
-    done = run.results()
-    if config.comms == "mpi" and _rank() != 0:
-        return _run(prep, run, done=done, quiet=True, objective_fn=objective_fn)
-    raw["fit"] = asdict(config)
-    # The versions of the latest segment; summary.json's segments keep each one's.
-    raw["versions"] = versions()
-    write_json(run.config_path, raw)
-    return _run(prep, run, done=done, quiet=quiet, objective_fn=objective_fn)
+    if comms is None:  # a read, to learn whether this process is an MPI worker rank
+        comms = run.config()["fit"].get("comms", "local")
+    manager = comms != "mpi" or _rank() == 0
+    lock = run.lock() if manager else None
+    try:
+        raw = run.config()
+        config = FitConfig.from_dict(_upgrade(raw["fit"]), str(run.config_path))
+        if config.data_sha256 and file_hash(config.data) != config.data_sha256:
+            raise TunerError(f"{config.data}: the dataset changed since this run began (its "
+                             "sha256 differs); resume refuses to mix data: start a new fit")
+        if evals is not None:
+            config.evals = evals
+        if workers is not None:
+            config.workers = workers
+        if comms is not None:
+            config.comms = comms
+        if config.comms == "mpi":
+            config.workers = _mpi_workers()
+        prep = prepare(config)
+        run.check_header(prep.space.all_names)
+        done = run.results()
+        if manager:
+            run.check_writable()
+            for w in done.attrs.get("warnings", []):
+                print(f"tuner: warning: {w}", file=sys.stderr, flush=True)
+            raw["fit"] = asdict(config)
+            # The versions of the latest segment; summary.json's segments keep each one's.
+            raw["versions"] = versions()
+            write_json(run.config_path, raw)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return _run(prep, run, done=done, lock=lock, quiet=quiet or not manager,
+                objective_fn=objective_fn)
 
 
 def _upgrade(fit: dict) -> dict:
@@ -261,13 +311,13 @@ def _mpi_workers() -> int:
     return workers
 
 
-def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
+def _run(prep: Prepared, run: RunDir, done, *, lock, quiet: bool,
          objective_fn: Callable | None) -> dict | None:
+    """Run the remaining budget; releases ``lock`` (the manager's hold on the run) at the end."""
     config = prep.config
     manager = config.comms != "mpi" or _rank() == 0
     n_done = 0 if done is None else len(done)
     remaining = config.evals - n_done
-    lock = _lock(run) if manager else None
     t0 = time.time()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     progress = None
@@ -288,10 +338,13 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
                 else:
                     opt.tell(configs, done["objective"].tolist())
             workers = _mpi_workers() if config.comms == "mpi" else config.workers
-            first_id = int(done["eval_id"].max()) + 1 if n_done else 0
-            progress = Progress(config.evals, n_done, quiet, desc=f"fit {prep.objective.law.name[:30]}")
+            # Ids of torn lines count as used: a re-run gets a new id, never a repeated one.
+            first_id = int(done.attrs.get("last_id", -1)) + 1 if done is not None else 0
+            progress = Progress(config.evals, n_done, quiet,
+                                desc=f"fit {prep.objective.law.name[:30]}")
             state = GenState(opt, remaining, workers, first_id, progress)
             if remaining <= 0:
+                opt.close()
                 return write_summary(run, prep, time.time() - t0, opt,
                                      segment=_segment(started, config, workers, n_done))
         if remaining > 0:
@@ -307,8 +360,8 @@ def _run(prep: Prepared, run: RunDir, done, *, quiet: bool,
     finally:
         if progress is not None:
             progress.close()
-        if lock:
-            lock.close()
+        if lock is not None:
+            lock.release()
 
 
 def _segment(started: str, config: FitConfig, workers: int, n_done: int) -> dict:

@@ -1,0 +1,251 @@
+"""The bad-input matrix: every case through ``tuner.cli.main`` in process.
+
+Each case must end with exit code 2, exactly one line on stderr (``tuner: error: ...``), no
+traceback, and nothing written: the files under the test's directory (and the default
+``runs/`` of the working directory) are the same before and after. A new option of fit,
+resume or validate must appear in some case (or in EXEMPT with a reason), so none skips it.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tuner.cli import build_parser, main
+
+FIT = ["fit", "--law", "hoffmann", "--data", "chinchilla_epoch", "--quiet"]
+VALIDATE = ["validate", "--law", "hoffmann", "--data", "chinchilla_epoch"]
+
+
+def _setup_dup_csv(d: Path) -> None:
+    (d / "dup.csv").write_text("run_id,n_total,n_active,tokens,sparsity,loss,loss\n"
+                               "a,1e8,1e8,2e9,0,3.1,3.0\nb,2e8,2e8,4e9,0,2.9,2.8\n")
+
+
+def _setup_file(d: Path) -> None:
+    (d / "afile").write_text("not a directory\n")
+
+
+def _edit_run(d: Path, run: Path, edit) -> None:
+    import shutil
+    shutil.copytree(run, d / "run")
+    edit(d / "run")
+
+
+def _config_unknown_key(r: Path) -> None:
+    cfg = json.loads((r / "config.json").read_text())
+    cfg["fit"]["turbo"] = True
+    (r / "config.json").write_text(json.dumps(cfg))
+
+
+def _config_not_json(r: Path) -> None:
+    (r / "config.json").write_text('{"fit": {"law": "hoffmann",')
+
+
+def _header_edited(r: Path) -> None:
+    text = (r / "results.csv").read_text().replace("objective", "objectiv", 1)
+    (r / "results.csv").write_text(text)
+
+
+def _config_bad_type(r: Path) -> None:
+    cfg = json.loads((r / "config.json").read_text())
+    cfg["fit"]["evals"] = "many"
+    (r / "config.json").write_text(json.dumps(cfg))
+
+
+def _foreign(name: str):
+    def setup(d: Path) -> None:
+        (d / "out").mkdir()
+        (d / "out" / name).write_text("a file the user wrote\n")
+    return setup
+
+
+# (case id, argv with {d} for the test directory and {run} for a finished run, setup, expect)
+CASES = [
+    ("train-injection", VALIDATE + ["--train", "@np.lib._npyio_impl.os.system('id > {d}/f')"],
+     None, "not a condition"),
+    ("train-call", VALIDATE + ["--train", "__import__('os').system('id > {d}/f') < 1"], None,
+     "is not allowed (Call)"),
+    ("train-attribute", VALIDATE + ["--train", "n_active.sum() > 0"], None, "not allowed"),
+    ("train-syntax", VALIDATE + ["--train", "n_active <"], None, "not a condition"),
+    ("train-unknown-column", VALIDATE + ["--train", "bogus < 1", "--json"], None, "unknown column"),
+    ("train-not-condition", VALIDATE + ["--train", "n_active * 2"], None, "true/false"),
+    ("validate-evals-zero", VALIDATE + ["--train", "n_active < 1e9", "--evals", "0"], None,
+     "--evals"),
+    ("validate-seed-text", VALIDATE + ["--loo", "--seed", "x"], None, "--seed"),
+    ("validate-optimizer", VALIDATE + ["--loo", "--optimizer", "nope", "--keep-outliers"],
+     None, "unknown optimizer"),
+    ("evals-huge", FIT + ["--evals", "1000000000000", "--run-dir", "{d}/r"], None,
+     "exceeds what this machine can hold"),
+    ("evals-zero", FIT + ["--evals", "0", "--run-dir", "{d}/r"], None, "--evals"),
+    ("evals-text", FIT + ["--evals", "1e12", "--run-dir", "{d}/r"], None, "invalid int"),
+    ("workers-huge", FIT + ["--workers", "10000", "--run-dir", "{d}/r"], None,
+     "exceeds what this machine can hold"),
+    ("workers-threads-huge", FIT + ["--workers", "10000", "--comms", "threads", "--run-dir",
+                                    "{d}/r"], None, "worker threads"),
+    ("workers-zero", FIT + ["--workers", "0", "--run-dir", "{d}/r"], None, "--workers"),
+    ("comms-unknown", FIT + ["--comms", "carrier-pigeon", "--run-dir", "{d}/r"], None,
+     "--comms"),
+    ("run-dir-proc", FIT + ["--run-dir", "/proc/tuner-test/run"], None,
+     "cannot create the run directory"),
+    ("run-dir-beneath-file", FIT + ["--run-dir", "{d}/afile/run"], _setup_file, "is a file"),
+    ("run-dir-exists", FIT + ["--run-dir", "{d}"], None, "run directory exists"),
+    ("fix-outside", FIT + ["--fix", "alpha=5", "--run-dir", "{d}/r"], None,
+     "outside the space"),
+    ("fix-nan", FIT + ["--fix", "alpha=nan", "--run-dir", "{d}/r"], None, "not a finite"),
+    ("fix-unknown", FIT + ["--fix", "zeta=1", "--run-dir", "{d}/r"], None,
+     "not a coefficient"),
+    ("fix-syntax", FIT + ["--fix", "alpha", "--run-dir", "{d}/r"], None, "name=value"),
+    ("eval-delay-nan", FIT + ["--eval-delay", "nan", "--run-dir", "{d}/r"], None,
+     "finite number"),
+    ("eval-delay-negative", FIT + ["--eval-delay", "-1", "--run-dir", "{d}/r"], None,
+     "--eval-delay"),
+    ("delta-inf", FIT + ["--delta", "inf", "--run-dir", "{d}/r"], None, "finite number"),
+    ("polish-nan", FIT + ["--polish", "nan", "--run-dir", "{d}/r"], None, "finite number"),
+    ("polish-range", FIT + ["--polish", "2", "--run-dir", "{d}/r"], None, "polish"),
+    ("initial-points-negative", FIT + ["--initial-points", "-3", "--run-dir", "{d}/r"], None,
+     "--initial-points"),
+    ("seed-text", FIT + ["--seed", "one", "--run-dir", "{d}/r"], None, "--seed"),
+    ("bootstrap-one", FIT + ["--bootstrap", "1", "--run-dir", "{d}/r"], None, "--bootstrap"),
+    ("optimizer-unknown", FIT + ["--optimizer", "annealing", "--run-dir", "{d}/r"], None,
+     "unknown optimizer"),
+    ("objective-unknown", FIT + ["--objective", "mae", "--run-dir", "{d}/r"], None,
+     "objective"),
+    ("surrogate-unknown", FIT + ["--surrogate", "XGB", "--run-dir", "{d}/r"], None,
+     "--surrogate"),
+    ("liar-unknown", FIT + ["--liar", "cl_median", "--run-dir", "{d}/r"], None, "--liar"),
+    ("space-missing", FIT + ["--space", "{d}/none.json", "--run-dir", "{d}/r"], None,
+     "not found"),
+    ("law-unknown", ["fit", "--law", "moore", "--data", "chinchilla_epoch", "--run-dir",
+                     "{d}/r"], None, "moore"),
+    ("data-duplicate-column", ["fit", "--law", "hoffmann", "--data", "{d}/dup.csv",
+                               "--run-dir", "{d}/r"], _setup_dup_csv, "more than once"),
+    ("score-duplicate-column", ["score", "--law", "hoffmann", "--data", "{d}/dup.csv"],
+     _setup_dup_csv, "more than once"),
+    ("faithful-with-polish", FIT + ["--faithful", "--polish", "0.3", "--no-profile",
+                                    "--keep-outliers", "--json", "--run-dir", "{d}/r"], None,
+     "faithful"),
+    ("resume-not-a-run", ["resume", "{d}"], None, "not a tuner run directory"),
+    ("resume-config-unknown-key", ["resume", "{d}/run"],
+     lambda d, run: _edit_run(d, run, _config_unknown_key), "unknown key"),
+    ("resume-config-bad-type", ["resume", "{d}/run"],
+     lambda d, run: _edit_run(d, run, _config_bad_type), "integer"),
+    ("resume-config-not-json", ["resume", "{d}/run"],
+     lambda d, run: _edit_run(d, run, _config_not_json), "unreadable"),
+    ("resume-header-edited", ["resume", "{d}/run", "--evals", "6"],
+     lambda d, run: _edit_run(d, run, _header_edited), "header does not match"),
+    ("resume-evals-zero", ["resume", "{d}/run", "--evals", "0", "--quiet", "--json"],
+     lambda d, run: _edit_run(d, run, lambda r: None), "--evals"),
+    ("resume-workers-huge", ["resume", "{d}/run", "--workers", "100000"],
+     lambda d, run: _edit_run(d, run, lambda r: None), "exceeds"),
+    ("resume-comms-unknown", ["resume", "{d}/run", "--comms", "smoke"],
+     lambda d, run: _edit_run(d, run, lambda r: None), "--comms"),
+    ("reproduce-foreign-file", ["reproduce", "fig7", "--out", "{d}/out", "--evals", "2",
+                                "--seeds", "1", "--workers", "1", "--x", "eval", "--quiet"],
+     _foreign("fig7.md"), "not written by tuner"),
+    ("reproduce-evals-huge", ["reproduce", "fig7", "--out", "{d}/out", "--evals",
+                              "1000000000000"], None, "exceeds"),
+    ("figures-foreign-file", ["figures", "--out", "{d}/out", "--only", "fig1",
+                              "--coefficients", "published"], _foreign("fig1.png"),
+     "not written by tuner"),
+    ("compare-foreign-file", ["compare", "{run}", "--out", "{d}/out/cmp", "--x", "eval"],
+     _foreign("cmp.md"), "not written by tuner"),
+    ("report-foreign-file", ["report", "{run}", "--out", "{d}/out/rep"], _foreign("rep.svg"),
+     "not written by tuner"),
+    ("rank-foreign-file", ["rank", "--data", "chinchilla_epoch", "--out", "{d}/out", "--laws",
+                           "hoffmann", "--evals", "5", "--seed", "0", "--keep-outliers"],
+     _foreign("rank.csv"), "not written by tuner"),
+]
+
+# Options that cannot be bad input (flags), or whose bad values are argparse's choices.
+EXEMPT = {"-h", "--help", "--force", "--loo"}
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    from tuner.run.fit import FitConfig, fit
+    run = tmp_path_factory.mktemp("finished") / "run"
+    fit(FitConfig("hoffmann", "chinchilla_epoch", optimizer="random", evals=4,
+                  comms="threads"), run, quiet=True)
+    return run
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_nothing_written(case, tmp_path, monkeypatch, capsys,
+                                                      finished_run):
+    name, argv, setup, expect = case
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # a default runs/ would appear here
+    d = tmp_path / "case"
+    d.mkdir()
+    if setup is not None:
+        setup(d, finished_run) if setup.__code__.co_argcount == 2 else setup(d)
+    before, run_before = _snapshot(tmp_path), _snapshot(finished_run)
+    capsys.readouterr()
+    args = [a.replace("{d}", str(d)).replace("{run}", str(finished_run)) for a in argv]
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tuner: error: "), err
+    assert "Traceback" not in err and expect in lines[0], lines[0]
+    assert _snapshot(tmp_path) == before, "files were written or removed"
+    assert _snapshot(finished_run) == run_before
+    assert not (d / "f").exists()
+
+
+def _options(command: str) -> set[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return {o for a in sub.choices[command]._actions for o in a.option_strings}
+
+
+@pytest.mark.parametrize("command", ["fit", "resume", "validate", "reproduce", "figures",
+                                     "compare", "report", "rank"])
+def test_every_option_is_in_the_matrix(command):
+    used = {a for _, argv, _, _ in CASES if argv[0] == command for a in argv}
+    missing = sorted(_options(command) - used - EXEMPT)
+    assert not missing, f"options of '{command}' with no bad-input case: {missing}"
+
+
+def test_full_disk_when_creating_a_run_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import tuner.run.rundir as rundir
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(rundir, "_write_atomic", full)
+    monkeypatch.setattr(rundir, "write_json", lambda p, d: full(p, ""))
+    code = main(FIT + ["--run-dir", str(tmp_path / "a" / "b" / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_results_refused_before_resume(tmp_path, monkeypatch, capsys, finished_run):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = _snapshot(run)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, **k: False if str(p).endswith(
+        "results.csv") else real(p, m, **k))
+    code = main(["resume", str(run), "--evals", "6", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not writable" in err, err
+    assert _snapshot(run) == before
