@@ -26,6 +26,10 @@ def _setup_dup_csv(d: Path) -> None:
                                "a,1e8,1e8,2e9,0,3.1,3.0\nb,2e8,2e8,4e9,0,2.9,2.8\n")
 
 
+def _setup_law_file(d: Path) -> None:
+    (d / "law.json").write_text(json.dumps({"formula": "e + a/N**alpha", "run": "id"}))
+
+
 def _setup_file(d: Path) -> None:
     (d / "afile").write_text("not a directory\n")
 
@@ -64,6 +68,11 @@ def _foreign(name: str):
     return setup
 
 
+def _foreign_report(d: Path, run: Path) -> None:
+    (d / "out" / run.name).mkdir(parents=True)
+    (d / "out" / run.name / "report.svg").write_text("mine\n")
+
+
 # (case id, argv with {d} for the test directory and {run} for a finished run, setup, expect)
 CASES = [
     ("train-injection", VALIDATE + ["--train", "@np.lib._npyio_impl.os.system('id > {d}/f')"],
@@ -78,7 +87,7 @@ CASES = [
      "--evals"),
     ("validate-seed-text", VALIDATE + ["--loo", "--seed", "x"], None, "--seed"),
     ("validate-optimizer", VALIDATE + ["--loo", "--optimizer", "nope", "--keep-outliers"],
-     None, "unknown optimizer"),
+     None, "--optimizer"),
     ("evals-huge", FIT + ["--evals", "1000000000000", "--run-dir", "{d}/r"], None,
      "exceeds what this machine can hold"),
     ("evals-zero", FIT + ["--evals", "0", "--run-dir", "{d}/r"], None, "--evals"),
@@ -112,7 +121,47 @@ CASES = [
     ("seed-text", FIT + ["--seed", "one", "--run-dir", "{d}/r"], None, "--seed"),
     ("bootstrap-one", FIT + ["--bootstrap", "1", "--run-dir", "{d}/r"], None, "--bootstrap"),
     ("optimizer-unknown", FIT + ["--optimizer", "annealing", "--run-dir", "{d}/r"], None,
-     "unknown optimizer"),
+     "--optimizer"),
+    ("option-not-used", FIT + ["--optimizer", "grid", "--surrogate", "GP", "--run-dir",
+                               "{d}/r"], None, "--surrogate: not used by --optimizer grid"),
+    ("formula-import", ["fit", "--law", "e + a/N**alpha + __import__('os').system('id')",
+                        "--data", "chinchilla_epoch", "--run-dir", "{d}/r"], None,
+     "__import__"),
+    ("formula-attribute", ["score", "--law", "e + a.real/N**alpha", "--data",
+                           "chinchilla_epoch", "--coefficients", "e=1,a=1,alpha=1"], None,
+     "attributes are not allowed"),
+    ("formula-no-coefficient", ["predict", "--law", "N + D", "--n-active", "1e9",
+                                "--tokens", "1e10"], None, "no coefficient"),
+    ("formula-private-name", ["allocate", "--law", "_e + a/N**alpha", "--compute", "1e20"],
+     None, "'_'"),
+    ("law-file-unknown-key", ["fit", "--law", "{d}/law.json", "--data", "chinchilla_epoch",
+                              "--run-dir", "{d}/r"], _setup_law_file, "unknown key"),
+    ("columns-missing", FIT + ["--columns", "n_active=params", "--run-dir", "{d}/r"], None,
+     "no column 'params'"),
+    ("columns-unknown-name", FIT + ["--columns", "size=n_active", "--run-dir", "{d}/r"], None,
+     "not one of tuner's names"),
+    ("group-one-value", FIT + ["--group", "sparsity", "--run-dir", "{d}/r"], None,
+     "one value"),
+    ("per-group-unknown", FIT + ["--group", "outlier", "--per-group", "zeta", "--run-dir",
+                                 "{d}/r", "--keep-outliers"], None,
+     "--per-group: zeta not coefficients"),
+    ("residual-unknown", FIT + ["--residual", "cubic", "--run-dir", "{d}/r"], None,
+     "--residual"),
+    ("validate-columns", VALIDATE + ["--train", "n_active < 1e9", "--columns", "loss=nope"],
+     None, "no column 'nope'"),
+    ("validate-residual", VALIDATE + ["--loo", "--residual", "cubic"], None, "--residual"),
+    ("validate-out-beneath-file", VALIDATE + ["--train", "n_active < 1e9", "--out",
+                                              "{d}/afile/out"], _setup_file, "afile"),
+    ("rank-columns", ["rank", "--data", "chinchilla_epoch", "--columns", "tokens=nope",
+                      "--quiet", "--json"], None, "no column 'nope'"),
+    ("rank-residual", ["rank", "--data", "chinchilla_epoch", "--residual", "cubic"], None,
+     "--residual"),
+    ("rank-bad-formula", ["rank", "--data", "chinchilla_epoch", "--laws", "hoffmann",
+                          "e + a.b/N"], None, "attributes are not allowed"),
+    ("report-json-unfinished", ["report", "{d}", "--json"], None, "not a tuner run"),
+    ("compare-json-missing", ["compare", "{d}/none", "--json"], None, "not a tuner run"),
+    ("figures-json-bad-source", ["figures", "--json", "--coefficients", "{d}/none"], None,
+     "figures take"),
     ("objective-unknown", FIT + ["--objective", "mae", "--run-dir", "{d}/r"], None,
      "objective"),
     ("surrogate-unknown", FIT + ["--surrogate", "XGB", "--run-dir", "{d}/r"], None,
@@ -147,14 +196,18 @@ CASES = [
     ("reproduce-foreign-file", ["reproduce", "fig7", "--out", "{d}/out", "--evals", "2",
                                 "--seeds", "1", "--workers", "1", "--x", "eval", "--quiet"],
      _foreign("fig7.md"), "not written by tuner"),
+    ("reproduce-faithful-evals", ["reproduce", "fig7", "--out", "{d}/out", "--faithful-evals",
+                                  "0", "--json"], None, "--faithful-evals"),
+    ("reproduce-faithful-seeds", ["reproduce", "fig7", "--out", "{d}/out", "--no-faithful",
+                                  "--faithful-seeds", "0"], None, "--faithful-seeds"),
     ("reproduce-evals-huge", ["reproduce", "fig7", "--out", "{d}/out", "--evals",
                               "1000000000000"], None, "exceeds"),
     ("figures-foreign-file", ["figures", "--out", "{d}/out", "--only", "fig1",
                               "--coefficients", "published"], _foreign("fig1.png"),
      "not written by tuner"),
-    ("compare-foreign-file", ["compare", "{run}", "--out", "{d}/out/cmp", "--x", "eval"],
-     _foreign("cmp.md"), "not written by tuner"),
-    ("report-foreign-file", ["report", "{run}", "--out", "{d}/out/rep"], _foreign("rep.svg"),
+    ("compare-foreign-file", ["compare", "{run}", "--out", "{d}/out", "--x", "eval"],
+     _foreign("compare.md"), "not written by tuner"),
+    ("report-foreign-file", ["report", "{run}", "--out", "{d}/out"], _foreign_report,
      "not written by tuner"),
     ("rank-foreign-file", ["rank", "--data", "chinchilla_epoch", "--out", "{d}/out", "--laws",
                            "hoffmann", "--evals", "5", "--seed", "0", "--keep-outliers"],
@@ -162,7 +215,7 @@ CASES = [
 ]
 
 # Options that cannot be bad input (flags), or whose bad values are argparse's choices.
-EXEMPT = {"-h", "--help", "--force", "--loo"}
+EXEMPT = {"-h", "--help", "--force", "--loo", "--include-bound"}
 
 
 def _snapshot(root: Path) -> dict[str, str]:

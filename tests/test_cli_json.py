@@ -75,7 +75,7 @@ def test_score_predict_allocate_json(capsys, runs):
     p = run_json(capsys, "predict", "--law", "hoffmann", "--n-active", 7e10, "--tokens",
                  1.4e12)
     assert p["loss"] == pytest.approx(api.predict("hoffmann", 7e10, 1.4e12)["loss"])
-    a = run_json(capsys, "allocate", "--law", "hoffmann", "--compute", 1e20, 5.76e23)
+    a = run_json(capsys, "allocate", "--law", "hoffmann", "--compute", 1e20, 5.76e23)["rows"]
     assert [r["compute"] for r in a] == [1e20, 5.76e23] and a[1]["n_active"] > a[0]["n_active"]
 
 

@@ -363,6 +363,9 @@ def cmd_reproduce(args) -> int:
     from tuner.views.outputs import guard, record, stems
     if args.evals < 1 or args.seeds < 1 or args.workers < 1:
         raise TunerError("--evals, --seeds and --workers must be >= 1")
+    if args.faithful_seeds < 1 or (args.faithful_evals is not None and args.faithful_evals < 1):
+        raise TunerError("--faithful-seeds and --faithful-evals must be >= 1 (--no-faithful "
+                         "leaves ytopt as published out)")
     check_capacity(args.evals, args.workers, "local")
     out = Path(args.out)
     written = guard(stems(out / "fig7", ("png", "svg", "md", "csv"))
@@ -538,6 +541,7 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
     _add_out(p, "validate", "the held-out rows, <law>-<data>.md and .csv")
     _add_json(p, "the summary and every held-out row")
+    _force_option(p)
 
     p = sub.add_parser("rank", help="fit every law the data support and compare them")
     p.add_argument("--data", required=True, help="dataset name or CSV path")
@@ -566,9 +570,12 @@ def cmd_validate(args) -> int:
     r = validate(args.law, args.data, train=args.train, loo=args.loo, optimizer=args.optimizer,
                  evals=args.evals, seed=args.seed, drop_outliers=not args.keep_outliers,
                  residual=args.residual, columns=parse_columns(args.columns))
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    tables = write_tables(r["rows"], out / f"{_slug(r['law'])}-{Path(args.data).stem}")
+    from tuner.views.outputs import guard, record, stems
+    stem = Path(args.out).resolve() / f"{_slug(r['law'])}-{Path(args.data).stem}"
+    written = guard(stems(stem, ("md", "csv")), args.force)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tables = write_tables(r["rows"], stem)
+    record(written)
     if args.json:
         _print_json({**r, "tables": [str(t) for t in tables]})
         return 0

@@ -155,7 +155,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     seen = set()
     for c in header:
         if c in seen:
-            raise TunerError(f"{path}: column {c!r} appears twice in the header")
+            raise TunerError(f"{path}: column {c!r} appears more than once in the header")
         seen.add(c)
     try:
         return pd.read_csv(path)

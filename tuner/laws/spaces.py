@@ -110,9 +110,9 @@ class Space:
             if not math.isfinite(v):
                 raise TunerError(f"--fix: {n}={values[n]} is not a finite number")
             dim = next((d for d in self.dims if d.name == n), None)
-            if dim is not None and not (dim.lower <= v <= dim.upper or any(dim.soft)):
-                raise TunerError(f"--fix: {n}={v:g} lies outside its space [{dim.lower:g}, "
-                                 f"{dim.upper:g}]")
+            if dim is not None and not dim.lower <= v <= dim.upper:
+                raise TunerError(f"--fix: {n}={v:g} lies outside the space [{dim.lower:g}, "
+                                 f"{dim.upper:g}] (--space FILE sets another)")
         dims = tuple(d for d in self.dims if d.name not in values)
         if not dims:
             raise TunerError("--fix: every coefficient is fixed; nothing left to search")

@@ -86,6 +86,8 @@ class FitConfig:
                            ("seed", "--seed"), ("n_initial_points", "--initial-points"),
                            ("bootstrap", "--bootstrap")):
             v = getattr(self, name)
+            if v is None and name == "n_initial_points":
+                continue  # not given: the optimizer's default
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TunerError(f"{what} must be an integer, got {v!r}")
         for name, what in (("delta", "--delta"), ("eval_delay", "--eval-delay"),
@@ -100,7 +102,7 @@ class FitConfig:
         for k, v in self.fix.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise TunerError(f"--fix: {k}={v!r} is not a finite number")
-        if self.n_initial_points < 0:
+        if self.n_initial_points is not None and self.n_initial_points < 0:
             raise TunerError(f"--initial-points must be >= 0, got {self.n_initial_points}")
         if self.evals < 1:
             raise TunerError(f"--evals must be >= 1, got {self.evals}")
