@@ -106,6 +106,32 @@ def check(text: str) -> ast.Expression:
     return tree
 
 
+def names(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(coefficients, variables) of a formula in order of first appearance, from the checked
+    ``ast`` alone (no SymPy: cheap enough for every law at start-up)."""
+    tree = check(text)
+    seen: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not (isinstance(getattr(node, "ctx", None), ast.Load)
+                                               and node.id in FUNCTIONS):
+            name = "lambda" if node.id == "lambda_" else node.id
+            if name not in seen:
+                seen.append(name)
+    # ast.walk is breadth-first; order by position in the text instead
+    pos = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            name = "lambda" if node.id == "lambda_" else node.id
+            pos[name] = min(pos.get(name, (1 << 30, 0)), (node.lineno, node.col_offset))
+    seen.sort(key=lambda n: pos[n])
+    coefficients = tuple(n for n in seen if n not in VARIABLES)
+    variables = tuple(n for n in seen if n in VARIABLES)
+    if not coefficients:
+        raise TunerError(f"law formula {text!r}: no coefficient to fit (every name is a "
+                         f"variable: {', '.join(VARIABLES)})")
+    return coefficients, variables
+
+
 def _to_sympy(node: ast.AST, symbols: dict):
     import sympy as sp
 

@@ -53,17 +53,20 @@ class Law:
     builtin: bool = False
 
     def __post_init__(self) -> None:
-        parsed = self.parsed  # checks the formula now: a bad one fails before anything runs
-        if not parsed.variables:
+        # The formula is checked now (a bad one fails before anything runs); SymPy reads it
+        # only when a derivative or the linear form is first needed.
+        coefficients, variables = fm.names(self.formula)
+        object.__setattr__(self, "_names", (coefficients, variables))
+        if not variables:
             raise TunerError(f"law formula {self.formula!r}: uses no data variable "
                              f"({', '.join(fm.VARIABLES)})")
         if self.published is not None:
-            missing = [c for c in parsed.coefficients if c not in self.published]
-            extra = [c for c in self.published if c not in parsed.coefficients]
+            missing = [c for c in coefficients if c not in self.published]
+            extra = [c for c in self.published if c not in coefficients]
             if extra or (missing and self.builtin):
                 raise TunerError(f"law {self.name}: published coefficients do not match the "
                                  f"formula (missing {missing}, unknown {extra})")
-        unknown = [c for c in self.bounds if c not in parsed.coefficients]
+        unknown = [c for c in self.bounds if c not in coefficients]
         if unknown:
             raise TunerError(f"law {self.name}: bounds for unknown coefficients {unknown}")
         for c, (lo, hi) in self.bounds.items():
@@ -92,24 +95,24 @@ class Law:
         """Coefficient names: the published order for built-in laws, else formula order."""
         if self.builtin:
             return tuple(self.published)
-        return self.parsed.coefficients
+        return self._names[0]
 
     @property
     def variables(self) -> tuple[str, ...]:
         """Dataset columns the law reads (n_active, n_total, tokens, sparsity)."""
-        return tuple(fm.VARIABLES[v] for v in self.parsed.variables)
+        return tuple(fm.VARIABLES[v] for v in self._names[1])
 
     @property
     def n_meaning(self) -> str:
         """What N stands for in this law."""
-        if "N_total" in self.parsed.variables and "N" not in self.parsed.variables:
+        if "N_total" in self._names[1] and "N" not in self._names[1]:
             return "total parameters (column n_total)"
         return "active parameters: non-zero for weight sparsity, used per token for MoE " \
                "(column n_active)"
 
     @property
     def sparse(self) -> bool:
-        return any(v in self.parsed.variables for v in ("S", "N_total"))
+        return any(v in self._names[1] for v in ("S", "N_total"))
 
     @property
     def linear(self) -> tuple[str, ...]:
@@ -135,7 +138,7 @@ class Law:
     def _env(self, p: Params, r: Runs) -> dict:
         env = {v: getattr(r, col) for v, col in fm.VARIABLES.items()}
         # numpy values: 1/0 is inf (a bad point), not Python's ZeroDivisionError
-        env.update({n: np.asarray(p[n], dtype=float) for n in self.parsed.coefficients})
+        env.update({n: np.asarray(p[n], dtype=float) for n in self._names[0]})
         return env
 
     def _shape(self, p: Params, r: Runs) -> tuple[int, ...]:
@@ -232,48 +235,6 @@ def law_from_dict(raw: object, where: str = "law definition") -> Law:
         raise TunerError(f"{where}: {exc}") from None
 
 
-def _builtin() -> dict[str, Law]:
-    from tuner.laws.builtin import BUILTIN
-    return {law.name: law for law in BUILTIN}
-
-
-class _Registry(dict):
-    """The built-in laws by name, loaded on first use."""
-
-    def _load(self) -> None:
-        if not dict.__len__(self):
-            self.update(_builtin())
-
-    def __getitem__(self, k):
-        self._load()
-        return dict.__getitem__(self, k)
-
-    def __iter__(self):
-        self._load()
-        return dict.__iter__(self)
-
-    def __len__(self):
-        self._load()
-        return dict.__len__(self)
-
-    def __contains__(self, k):
-        self._load()
-        return dict.__contains__(self, k)
-
-    def values(self):
-        self._load()
-        return dict.values(self)
-
-    def items(self):
-        self._load()
-        return dict.items(self)
-
-    def keys(self):
-        self._load()
-        return dict.keys(self)
-
-
-LAWS: dict[str, Law] = _Registry()
 
 
 def get_law(spec: "str | Law | Mapping") -> Law:
@@ -306,3 +267,9 @@ def predict(law: "str | Law", params: Params, runs: Runs) -> np.ndarray:
     law = get_law(law)
     with np.errstate(all="ignore"):
         return np.asarray(law.predict(params, runs), dtype=float)
+
+
+# The built-in laws by name (checking their formulas costs no SymPy import).
+from tuner.laws.builtin import BUILTIN  # noqa: E402  (builtin.py builds on Law above)
+
+LAWS: dict[str, Law] = {law.name: law for law in BUILTIN}

@@ -27,6 +27,7 @@ from tuner.analysis.allocate import loss_at, optimal  # noqa: E402
 from tuner.data.datasets import load  # noqa: E402
 from tuner.errors import TunerError  # noqa: E402
 from tuner.laws import LAWS, Runs, predict  # noqa: E402
+from tuner.views.outputs import save_figure  # noqa: E402
 
 ISO_COMPUTE = 1e20
 ISO_SPARSITIES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98)
@@ -316,9 +317,5 @@ def draw(out: str | Path, specs: Sequence[str] = ("published",),
             fig.tight_layout(rect=(0, extra / (4.8 * rows + extra), 1, 1))
         else:
             fig.tight_layout()
-        for ext in ("png", "svg"):
-            path = out / f"{name}.{ext}"
-            fig.savefig(path, dpi=120)
-            written.append(path)
-        plt.close(fig)
+        written += save_figure(fig, out / name)
     return written

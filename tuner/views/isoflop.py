@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 from tuner.analysis.isoflop import IsoflopResult  # noqa: E402
 from tuner.data.datasets import Dataset  # noqa: E402
+from tuner.views.outputs import save_figure  # noqa: E402
 
 
 def isoflop_figure(result: IsoflopResult, dataset: Dataset, out: Path, *,
@@ -74,11 +75,4 @@ def isoflop_figure(result: IsoflopResult, dataset: Dataset, out: Path, *,
     fig.suptitle(f"Approach 2 on {dataset.name} ({len(dataset)} runs; {result.grouping})",
                  fontsize=10)
     fig.tight_layout()
-    paths = []
-    for ext in ("png", "svg"):
-        p = Path(out).with_suffix(f".{ext}")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=120)
-        paths.append(p)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out)

@@ -60,3 +60,15 @@ def record(paths: Iterable[Path | str]) -> None:
 def stems(stem: Path | str, exts: Iterable[str]) -> list[Path]:
     """``stem`` with each extension: the files a figure or table writer produces."""
     return [Path(stem).with_suffix(f".{e}") for e in exts]
+
+
+def save_figure(fig, stem: Path | str, dpi: int = 120) -> list[Path]:
+    """Write a matplotlib figure as ``stem.png`` and ``stem.svg``, close it, return the paths."""
+    import matplotlib.pyplot as plt
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(f"{stem.name}.{ext}") for ext in ("png", "svg")]
+    for p in paths:
+        fig.savefig(p, dpi=dpi)
+    plt.close(fig)
+    return paths

@@ -18,6 +18,7 @@ from tuner.errors import TunerError  # noqa: E402
 from tuner.fitting.objective import PENALTY  # noqa: E402
 from tuner.run.rundir import RunDir  # noqa: E402
 from tuner.views.tables import write_tables  # noqa: E402
+from tuner.views.outputs import save_figure  # noqa: E402
 
 COLORS = {"ytopt": "tab:blue", "grid": "tab:orange", "random": "tab:green",
           "lbfgs": "black"}
@@ -121,13 +122,7 @@ def convergence_figure(traces: Sequence[RunTrace], out: Path, *, x: str = "eval"
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    paths = []
-    for ext in ("png", "svg"):
-        p = out.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=130)
-        paths.append(p)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out, dpi=130)
 
 
 def compare(run_dirs: Sequence[str | Path], out: Path, *, x: str = "eval") -> list[dict]:
@@ -199,14 +194,7 @@ def report(run_dir: str | Path, out: Path | None = None) -> list[Path]:
     fig.suptitle(f"{trace.law} on {panel_key(trace)[1]} ({trace.optimizer}, "
                  f"{len(trace.results)} evaluations, best objective {trace.best:.4g})")
     fig.tight_layout()
-    out = out or trace.path / "report"
-    paths = []
-    for ext in ("png", "svg"):
-        p = Path(out).with_suffix(f".{ext}")
-        fig.savefig(p, dpi=120)
-        paths.append(p)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out or trace.path / "report")
 
 
 # ----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from tuner.laws import get_law
 from tuner.views.reports import RunTrace, panel_key
 from tuner.laws.spaces import paper_space, published
 from tuner.views.tables import write_tables
+from tuner.views.outputs import save_figure
 
 PANELS = [  # (law, dataset): measured losses only, never pooled across corpora
     ("hoffmann", "chinchilla_epoch"),
@@ -279,13 +280,7 @@ def figure7(panels: list[dict], out: Path, *, x: str = "eval", caption: str = ""
         fig.text(0.01, 0.005, "\n".join(textwrap.wrap(caption, 190)), fontsize=7.5,
                  va="bottom", ha="left")
     fig.tight_layout(rect=(0, 0.075, 1, 1))
-    paths = []
-    for ext in ("png", "svg"):
-        path = out.with_suffix(f".{ext}")
-        fig.savefig(path, dpi=130)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out, dpi=130)
 
 
 def _n_runs(data: str) -> int:
