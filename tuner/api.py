@@ -433,7 +433,8 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
              optimizer: str = "ytopt", evals: int = 200, seed: int = 0,
              drop_outliers: bool = True, residual: str = "log",
              columns: Mapping[str, str] | None = None) -> dict:
-    """Fit on the runs ``train`` selects (a pandas condition, e.g. ``"n_active < 1e9"``) or
+    """Fit on the runs ``train`` selects (a condition in tuner's filter grammar, e.g.
+    ``"n_active < 1e9"``; never run as code) or
     leave each run out in turn (``loo=True``), and report errors on the held-out runs.
 
     In-process fits with ``fit``'s defaults (ytopt, 200 evaluations); with ``loo`` each run's

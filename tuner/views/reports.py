@@ -327,8 +327,9 @@ def fit_report(run_dir: str | Path, out: Path | None = None, *, heldout_share: f
     entry = catalog().get(config.data, {})
     b: list = [("h1", f"Fit report: {law} on {ds.name}")]
     b.append(("p", f"Run directory {trace.path}; tuner {cfg.get('tuner_version', '?')}."))
-    b += [("h2", "Law"), ("p", f"L = {definition.formula}   ({definition.name}"
-                               f"{', ' + definition.equation if definition.equation else ''})"),
+    named = ", ".join(x for x in (definition.name if definition.name != definition.formula
+                                  else "", definition.equation) if x)
+    b += [("h2", "Law"), ("p", f"L = {definition.formula}" + (f"   ({named})" if named else "")),
           ("p", f"Published coefficients: {definition.source or 'none (a user law)'}.")]
     b += [("h2", "What the variables mean"),
           ("ul", [f"N: {definition.n_meaning}",
@@ -362,13 +363,15 @@ def fit_report(run_dir: str | Path, out: Path | None = None, *, heldout_share: f
                   for d in space.dims]
     space_rows += [{"coefficient": n, "lower": v, "upper": v, "scale": "fixed",
                     "start (default)": v} for n, v in space.fixed.items()]
+    pub = s.get("published_params") or {}
     b += [("h2", "Optimizer"),
           ("ul", [f"method: {config.optimizer}"
-                  + (f" (surrogate {config.surrogate}, profile {config.profile}, faithful "
-                     f"{config.faithful}, polish {config.polish}, initial points "
-                     f"{config.n_initial_points}, liar {config.liar})"
+                  + (" (" + ", ".join(f"{k} {'default' if v is None else v}"
+                                      for k, v in config.options().items()) + ")"
                      if config.optimizer == "ytopt" else ""),
-                  "start: the space's default configuration (the published coefficients)",
+                  "start: the space's default configuration ("
+                  + ("the published coefficients" if pub else "no published values: the "
+                     "space's start values") + "; coefficients the law is linear in solved)",
                   f"budget: {config.evals} evaluations ({s['evals']} done, {s['failed']} "
                   f"failed), seed {config.seed}, {config.workers} worker(s) ({config.comms}), "
                   f"{s['wall_seconds']:.1f} s",
@@ -376,7 +379,6 @@ def fit_report(run_dir: str | Path, out: Path | None = None, *, heldout_share: f
           ("table", space_rows)]
     intervals = s.get("intervals") or {}
     flags = s.get("interval_flags") or {}
-    pub = s.get("published_params") or {}
     coef_rows = []
     for n in space.all_names:
         row = {"coefficient": n, "fitted": params[n], "published": pub.get(n),
@@ -389,8 +391,11 @@ def fit_report(run_dir: str | Path, out: Path | None = None, *, heldout_share: f
     boot = s.get("bootstrap")
     b += [("h2", "Coefficients"),
           ("p", f"Best objective {s['best_objective']:.6g} (rmse of log residuals "
-                f"{s['rmse_log']:.4g}); published coefficients score "
-                f"{_fmt(s.get('published_objective'))}. Standard errors: {unc['method']} "
+                f"{s['rmse_log']:.4g}); "
+                + (f"published coefficients score {_fmt(s.get('published_objective'))}. "
+                   if s.get("published_objective") is not None
+                   else "the law has no published coefficients. ")
+                + f"Standard errors: {unc['method']} "
                 "(local, linearised; the bootstrap is the reference). "
                 + (f"Bootstrap: K = {boot['K']} resamples, seed {boot['seed']}, "
                    f"{boot['method']} intervals, refit by {boot['refit']}."
