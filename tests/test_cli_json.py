@@ -118,8 +118,12 @@ def test_compare_report_figures_json_out_is_a_directory(capsys, runs, tmp_path):
     assert all(Path(p).parent == tmp_path / "cmp" and Path(p).stat().st_size > 0
                for p in c["figures"] + c["tables"])
     r = run_json(capsys, "report", runs[0], "--out", tmp_path / "rep")
-    assert [Path(p).name for p in r["figures"]] == ["r1.png", "r1.svg"]
-    assert all(Path(p).parent == tmp_path / "rep" for p in r["figures"])
+    assert [Path(p).name for p in r["figures"]][:1] == ["report.png"]
+    assert Path(r["html"]) == tmp_path / "rep" / Path(runs[0]).name / "report.html"
+    assert all(Path(p).parent == tmp_path / "rep" / Path(runs[0]).name for p in r["figures"])
+    iso = run_json(capsys, "isoflop", "--data", "chinchilla_epoch", "--bootstrap", "20",
+                   "--out", tmp_path / "iso")
+    assert 0.3 < iso["a"] < 0.7 and Path(iso["figure"]).parent == tmp_path / "iso"
     f = run_json(capsys, "figures", "--only", "fig2", "--out", tmp_path / "figs")
     assert sorted(Path(p).name for p in f["figures"]) == ["fig2.png", "fig2.svg"]
 
@@ -147,7 +151,7 @@ def test_reproduce_json(capsys, tmp_path, monkeypatch):
 
 def test_json_covers_every_command():
     tested = {"fit", "resume", "score", "predict", "allocate", "datasets", "laws", "validate",
-              "rank", "compare", "report", "figures", "reproduce"}
+              "rank", "compare", "report", "figures", "reproduce", "isoflop"}
     assert commands() <= tested, commands() - tested
 
 

@@ -77,7 +77,7 @@ def test_validate_bad_selection(cli, expr, message):
 
 
 def test_rank_frantar_t5(cli, tmp_path):
-    r = cli("rank", "--data", "frantar_t5", "--evals", "600", "--out", tmp_path)
+    r = cli("rank", "--data", "frantar_t5", "--evals", "100", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     header = [c.strip() for c in r.stdout.splitlines()[0].strip("|").split("|")]
     assert header[:8] == ["rank", "law", "k", "k_free", "objective", "rmse_log", "AIC", "BIC"]
@@ -124,9 +124,9 @@ def test_user_csv_all_commands(cli, tmp_path):
             "300", "--bootstrap", "3", "--quiet", "--run-dir", tmp_path / "run")
     assert r.returncode == 0 and "bootstrap 95% intervals" in r.stdout, r.stderr
     r = cli("validate", "--law", "hoffmann", "--data", path, "--train",
-            "tokens*n_active*6 < 1e20", "--evals", "300", "--out", tmp_path / "validate")
+            "tokens*n_active*6 < 1e20", "--evals", "100", "--out", tmp_path / "validate")
     assert r.returncode == 0 and "median |rel error|" in r.stdout, r.stderr
-    r = cli("rank", "--data", path, "--evals", "300", "--out", tmp_path / "rank")
+    r = cli("rank", "--data", path, "--evals", "100", "--out", tmp_path / "rank")
     laws = {line.split("|")[2].strip() for line in r.stdout.splitlines()[2:] if "|" in line}
     assert r.returncode == 0 and "kaplan" in laws and "abnar" not in laws, r.stderr
 
@@ -135,7 +135,7 @@ def test_rank_counts_identifiable_coefficients_on_dense_data():
     """Eq 7's c and gamma multiply S = 0 on dense runs: not counted, so Eq 7 and Eq 2 tie."""
     from tuner.analysis.rank import rank
     rows = {r["law"]: r for r in rank("hoffmann_table3", ["hoffmann", "generalized"],
-                                      evals=300)}
+                                      evals=100)}
     assert rows["generalized"]["k_free"] == 7 and rows["generalized"]["k"] == 5
     assert rows["hoffmann"]["k"] == 5
     assert any("not counted in k" in w and "gamma" in w for w in rows["generalized"]["warnings"])
@@ -171,6 +171,6 @@ def test_bootstrap_flags_intervals_on_a_bound_and_few_resamples():
 
 def test_validate_prints_warnings(cli):
     r = cli("validate", "--law", "generalized", "--data", "hoffmann_table3", "--train",
-            "n_active < 1e11", "--evals", "200")
+            "n_active < 1e11", "--evals", "100")
     assert r.returncode == 0, r.stderr
     assert "warning: sparsity is 0 in every run: the data cannot identify c, gamma" in r.stdout

@@ -103,7 +103,10 @@ def rank(data: str, laws: list[str] | None = None, *, evals: int = 200, seed: in
                              columns=columns)
         objective = Objective(spec, dataset)
         space = objective.default_space()
-        params, value = minimize_inprocess(objective, space, "ytopt", budget=evals, seed=seed)
+        final: dict = {}
+        params, value = minimize_inprocess(objective, space, "ytopt", budget=evals, seed=seed,
+                                           final=final)
+        space = final["space"]  # with the bounds the fit widened
         r = objective.residuals(params)
         errors = standard_errors(objective, space, params)
         ident, why = identifiable(space, dataset, errors)

@@ -60,7 +60,10 @@ def holdout(spec: ObjectiveSpec, space: Space, mask: np.ndarray, *, optimizer: s
     if mask.all():
         raise TunerError("the training selection holds every run: nothing left to predict")
     train = Objective(spec, ds.subset(mask, "train"))
-    params, value = minimize_inprocess(train, space, optimizer, budget=evals, seed=seed)
+    final: dict = {}
+    params, value = minimize_inprocess(train, space, optimizer, budget=evals, seed=seed,
+                                       final=final)
+    space = final["space"]  # with the bounds the fit widened
     predicted = full.predict(params)[~mask]
     out = _report(_rows(ds, ~mask, predicted), int(mask.sum()))
     out.update({"law": full.law.name, "data": spec.data, "params": params,

@@ -80,7 +80,8 @@ def degenerate(space: Space, params: Mapping[str, float], dataset: Dataset) -> l
                        "too many for these data")
         elif at_low or at_high:
             side, bound = ("lower", d.lower) if at_low else ("upper", d.upper)
-            fix = ("widened up to its limit" if d.soft[0 if at_low else 1]
+            fix = ("not a physical bound: more --evals let the polish widen it, or give "
+                   "--space FILE" if d.soft[0 if at_low else 1]
                    else "widen the space (--space) or fix it (--fix)")
             what = "irreducible loss " if d.kind == "irreducible" else ""
             out.append(f"{what}{d.name} = {params[d.name]:.6g} is at the {side} bound {bound:g} "

@@ -82,11 +82,14 @@ def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbf
                        budget: int = 400, seed: int = 0,
                        start: Mapping[str, float] | None = None,
                        n_starts: int | None = None, history: list[float] | None = None,
+                       final: dict | None = None,
                        **options) -> tuple[dict[str, float], float]:
     """Best (coefficients, objective) after at most ``budget`` evaluations, one at a time.
 
-    ``history``, when given, receives every objective value in order; ``options`` are the
-    optimizer's own (e.g. ``surrogate``, ``polish``), checked like the command line's."""
+    ``history``, when given, receives every objective value in order; ``final`` receives the
+    space the run ended with (``"space"``: soft bounds it widened) and ``"widenings"``;
+    ``options`` are the optimizer's own (e.g. ``surrogate``, ``polish``), checked like the
+    command line's."""
     if start is not None:
         space = warm_space(space, start)
     context = {"gradients": True, "n_starts": n_starts,
@@ -100,6 +103,8 @@ def minimize_inprocess(objective: Objective, space: Space, optimizer: str = "lbf
                           else lambda evs: history.extend(e.value for e in evs)))
     finally:
         opt.close()
+    if final is not None:
+        final.update(space=opt.space, widenings=list(opt.widenings))
     best = opt.best()
     if best is None:
         raise RuntimeError("optimizer proposed no configuration")
