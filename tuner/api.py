@@ -190,7 +190,7 @@ def fit(law: str, data: str, *, run_dir: PathLike | None = None, quiet: bool = F
         return None
     if config.bootstrap and "best_params" in summary:
         from tuner.analysis.bootstrap import bootstrap_run
-        bootstrap_run(summary["run_dir"], config.bootstrap)
+        bootstrap_run(summary["run_dir"], config.bootstrap, quiet=quiet)
     return load(summary["run_dir"])
 
 

@@ -83,7 +83,7 @@ def _run_libe(task: BootstrapTask, k: int, workers: int, comms: str, workdir: st
 
 def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, k: int,
               seed: int = 0, workers: int = 1, comms: str = "local",
-              workdir: str = ".") -> dict:
+              workdir: str = ".", quiet: bool = False) -> dict:
     """``intervals`` (free coefficient -> [low, high]), ``bootstrap`` (settings) and
     ``bootstrap_params`` (the K refitted coefficient sets, read by ``tuner predict``)."""
     task = BootstrapTask(objective, space, best, seed)
@@ -91,7 +91,16 @@ def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, 
     if parallel:
         thetas = _run_libe(task, k, workers, comms, workdir)
     else:
-        thetas = np.array([task.refit(i) for i in range(k)])
+        from tuner.run.progress import Progress
+        bar = Progress(k, quiet=quiet, desc="bootstrap", unit="refit")
+        rows = []
+        try:
+            for i in range(k):
+                rows.append(task.refit(i))
+                bar(i + 1)
+        finally:
+            bar.close()
+        thetas = np.array(rows)
     q = 100 * (1 - LEVEL) / 2
     lo, hi = np.percentile(thetas, [q, 100 - q], axis=0)
     intervals = {n: [float(a), float(b)] for n, a, b in zip(space.names, lo, hi)}
@@ -153,7 +162,7 @@ def check_intervals(space: Space, thetas: np.ndarray, intervals: dict) -> tuple[
     return {n: f for n, f in flags.items() if f}, warnings
 
 
-def bootstrap_run(run_dir: str | Path, k: int) -> dict:
+def bootstrap_run(run_dir: str | Path, k: int, quiet: bool = False) -> dict:
     """Bootstrap a finished run (its own seed, workers and comms) and add the intervals, the
     settings and the K coefficient sets to its summary.json; returns the summary."""
     from tuner.run.fit import FitConfig, _upgrade, prepare
@@ -163,7 +172,8 @@ def bootstrap_run(run_dir: str | Path, k: int) -> dict:
     prep = prepare(config)
     summary = run.summary()
     boot = bootstrap(prep.objective, prep.space, summary["best_params"], k=k, seed=config.seed,
-                     workers=config.workers, comms=config.comms, workdir=str(run.path))
+                     workers=config.workers, comms=config.comms, workdir=str(run.path),
+                     quiet=quiet)
     summary["warnings"] = summary.get("warnings", []) + boot.pop("warnings", [])
     summary.update(boot)
     write_json(run.summary_path, summary)

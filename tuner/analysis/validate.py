@@ -85,14 +85,18 @@ def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "ytopt"
     if len(ds) < 2:
         raise TunerError("leave-one-out needs at least 2 runs")
     start, _ = minimize_inprocess(full, space, optimizer, budget=evals, seed=seed)
+    from tuner.run.progress import Progress
     predicted = np.empty(len(ds))
+    bar = Progress(len(ds), desc="leave-one-out", unit="refit")
     for i in range(len(ds)):
+        bar(i)
         mask = np.ones(len(ds), dtype=bool)
         mask[i] = False
         # a local method from the all-runs optimum: one run moves the optimum a little
         params, _ = minimize_inprocess(Objective(spec, ds.subset(mask, f"loo{i}")), space,
                                        "lbfgs", budget=400, seed=seed, start=start, n_starts=8)
         predicted[i] = full.predict(params)[i]
+    bar.close(len(ds))
     out = _report(_rows(ds, np.ones(len(ds), dtype=bool), predicted), len(ds) - 1)
     out.update({"law": full.law.name, "data": spec.data, "params": start, "leave_one_out": True,
                 "warnings": _warnings(space, start, ds)})
