@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
 from tuner import __version__
 from tuner.errors import TunerError
@@ -21,13 +21,6 @@ OBJECTIVES = ("huber", "mse", "paper")
 SURROGATES = ("RF", "ET", "GBRT", "GP")
 LIARS = ("cl_max", "cl_min", "cl_mean")
 COMMS = ("local", "threads", "mpi")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors in the tuner style: one line, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _fmt_params(params: dict) -> str:
@@ -490,7 +483,6 @@ def cmd_figures(args) -> int:
 
 
 def cmd_allocate(args) -> int:
-    from tuner.api import allocate
     from tuner.views.tables import markdown
     from tuner.analysis.planning import (allocation_report, allocation_table,
                                          describe_allocation)

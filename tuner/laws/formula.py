@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Callable, Mapping, Sequence
 
 import numpy as np

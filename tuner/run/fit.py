@@ -10,11 +10,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
-import numpy as np
 import pandas as pd
 
 from tuner import __version__
-from tuner.data.datasets import load
 from tuner.fitting.diagnostics import degenerate
 from tuner.run.ensemble import COMMS, EvalTask, GenState, run_libe
 from tuner.errors import TunerError

@@ -347,17 +347,18 @@ def fit_report(run_dir: str | Path, out: Path | None = None, *, heldout_share: f
           ("table", [{"column": k, "min": lo, "max": hi} for k, (lo, hi) in ranges.items()]
            + [{"column": "loss", "min": float(f.loss.min()), "max": float(f.loss.max())}])]
     spec = obj.spec
-    resid = ("sum over runs of Huber_delta(log L_pred - log L_obs)" if spec.kind == "huber"
-             else "mean of (log L_pred - log L_obs)^2" if spec.kind == "mse"
+    r = "L_pred - L_obs" if spec.residual == "linear" else "log L_pred - log L_obs"
+    resid = (f"sum over runs of Huber_delta({r})" if spec.kind == "huber"
+             else f"mean of ({r})^2" if spec.kind == "mse"
              else "mean predicted loss (needs no observed loss; degenerate)")
     b += [("h2", "Objective"),
           ("ul", [f"kind: {spec.kind}: {resid}",
-                  f"residual: log L_pred - log L_obs (natural log)",
+                  f"residual: {r}" + ("" if spec.residual == "linear" else " (natural log)"),
                   f"Huber delta: {spec.delta:g}" if spec.kind == "huber" else
                   "Huber delta: not used",
                   f"reduction: {'sum' if spec.kind == 'huber' else 'mean'}",
                   f"outliers: {'rows flagged outlier dropped' if spec.drop_outliers else 'kept'}",
-                  f"invalid predictions (NaN, overflow, <= 0) score a penalty"])]
+                  "invalid predictions (NaN, overflow, <= 0) score a penalty"])]
     space_rows = [{"coefficient": d.name, "lower": d.lower, "upper": d.upper,
                    "scale": "log" if d.log else "linear", "start (default)": d.default}
                   for d in space.dims]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Config, Optimizer, config_key
+from .base import Config, Optimizer
 from .lbfgs import LocalSearch
 from .newton import NewtonSearch
 
