@@ -164,3 +164,13 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert r.returncode == 0, r.stderr
     res = read_results(out / "results.csv")
     assert len(res) == 60 and len(res[["e", "a", "b", "alpha", "beta"]].drop_duplicates()) == 60
+
+
+def test_resume_of_a_converged_run_runs_nothing(tmp_path):
+    from tuner.run.fit import FitConfig, fit
+    s = fit(FitConfig("hoffmann", "chinchilla_epoch", evals=300, seed=11), tmp_path / "r",
+            quiet=True)
+    assert s["evals"] < 300 and "converged" in s["stopped"]
+    before = (tmp_path / "r" / "results.csv").read_bytes()
+    again = resume(tmp_path / "r", quiet=True)
+    assert again["evals"] == s["evals"] and (tmp_path / "r" / "results.csv").read_bytes() == before

@@ -108,7 +108,7 @@ def test_ytopt_profile_searches_exponents_and_solves_the_rest(problem):
 
 def test_ytopt_lies_never_become_observations(problem):
     space, obj = problem
-    opt = make("ytopt", space, seed=0, budget=30, n_initial_points=3)
+    opt = make("ytopt", space, seed=0, budget=30, n_initial_points=3, polish=0.0)
     batch = opt.ask(3)
     done, values, _, _ = zip(*(score(opt, obj, c) for c in batch))
     with pytest.raises(ValueError, match="unsolved"):
@@ -249,3 +249,28 @@ def test_faithful_takes_no_polish(problem):
     space, _ = problem
     with pytest.raises(TunerError, match="faithful"):
         make("ytopt", space, faithful=True, polish=0.5)
+
+
+def test_default_stops_on_convergence_before_the_budget():
+    """The schedule: initial points, a short polish, the Bayesian steps, polishes from their
+    best distinct points; then the run has converged and asks for nothing more."""
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", "chinchilla_epoch"))
+    space = obj.default_space()
+    opt = make("ytopt", space, seed=11, budget=400)
+    hist = drive(opt, obj, 400)
+    assert opt.converged and len(hist) < 400 and opt.ask(1) == []
+    assert min(v for _, v in hist) < 0.0010184  # Epoch's refit scores 0.00102095
+    # The early polish reached 1% of the optimum long before the Bayesian phase ended.
+    best = np.minimum.accumulate([v for _, v in hist])
+    assert int(np.argmax(best <= 1.01 * best[-1])) + 1 < opt.n_bo
+    # The surrogate learned the Bayesian points only, never the polish's.
+    assert len(opt._opt.yi) + len(opt._buffer) == len(hist) - len(opt._polish_keys)
+    assert opt._bo_asked == opt.n_bo
+
+
+def test_lbfgs_converged_is_finished(problem):
+    space, obj = problem
+    opt = make("lbfgs", space, seed=0, budget=3000, n_starts=2)
+    assert not opt.converged
+    hist = drive(opt, obj, 3000)
+    assert len(hist) < 3000 and opt.finished and opt.converged

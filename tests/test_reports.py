@@ -1,4 +1,5 @@
 """compare and report draw their figures and tables from any run directories."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,3 +71,25 @@ def test_fig7_small_end_to_end(tmp_path, monkeypatch):
     assert isinstance(rec["ytopt_vs_published"], str)
     assert "ran 1 seed(s) at 6 evaluations, not 2 x 12" in out["caption"]
     assert (tmp_path / "fig7.png").stat().st_size > 0 and (tmp_path / "fig7_warnings.md").exists()
+
+
+def test_fig7_draws_a_converged_run_flat_to_its_budget_with_a_mark(tmp_path, monkeypatch):
+    import tuner.views.reproduce as reproduce
+    from tuner.run.fit import FitConfig, fit
+    from tuner.views.reports import RunTrace
+    s = fit(FitConfig("hoffmann", "chinchilla_epoch", evals=300, seed=11), tmp_path / "r",
+            quiet=True)
+    assert s["stopped"] == f"converged after {s['evals']} of 300 evaluations (--evals is a ceiling)"
+    assert s["evals"] < 300
+    trace = RunTrace.read(tmp_path / "r")
+    panel = {"runs": {"ytopt": [trace]}, "published": 0.0041, "reference": trace.best,
+             "floor": 1e-12, "title": "hoffmann"}
+    drawn = []
+    monkeypatch.setattr(reproduce, "save_figure", lambda fig, out, dpi: drawn.append(fig))
+    reproduce.figure7([panel], tmp_path / "fig")
+    lines = {ln.get_label(): ln for ln in drawn[0].axes[0].get_lines()}
+    curve = next(ln for k, ln in lines.items() if k.startswith("tuner ytopt (default): median"))
+    x, y = curve.get_data()
+    assert x[-1] == 300 and y[-1] == trace.best and np.all(y[s["evals"] - 1:] == trace.best)
+    mark = next(ln for k, ln in lines.items() if "stopped on convergence" in k)
+    assert list(mark.get_xdata()) == [s["evals"]] and list(mark.get_ydata()) == [trace.best]

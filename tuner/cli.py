@@ -64,11 +64,13 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
                    help="ytopt random initial points, the first being the published default "
                         "(default 10)")
     p.add_argument("--polish", type=float, default=None, metavar="FRACTION",
-                   help="ytopt: share of the budget spent at the end polishing the 5 best "
-                        "points by Levenberg-Marquardt on the objective's gradient and "
-                        "Gauss-Newton curvature (L-BFGS-B for custom objectives), every step "
-                        "one counted evaluation (default: what 20 + 10 per searched dimension "
-                        "Bayesian steps leave, at least half; 0 = none)")
+                   help="ytopt: share of the budget left to the polish, Levenberg-Marquardt "
+                        "on the objective's gradient and Gauss-Newton curvature (L-BFGS-B for "
+                        "custom objectives) from the best initial point and, after the "
+                        "Bayesian steps, from their 5 best distinct points; every step one "
+                        "counted evaluation; the run stops once they converge (default: what "
+                        "20 + 10 per searched dimension Bayesian steps leave, at least half; "
+                        "0 = none: Bayesian steps to the budget)")
     p.add_argument("--no-profile", dest="profile", action="store_const", const=False,
                    default=None,
                    help="ytopt: search every coefficient; by default the coefficients a law "
@@ -280,6 +282,8 @@ def _print_summary(s: dict, as_json: bool) -> None:
     print(f"{s['law']} on {s['data']} with {s['optimizer']}: {s['evals']} evaluations "
           f"({s['failed']} failed) in {s['wall_seconds']:.1f}s"
           + (f" over {sessions} sessions" if sessions > 1 else ""))
+    if s.get("stopped"):
+        print(f"stopped: {s['stopped']}")
     if "best_objective" in s:
         print(f"best objective {s['best_objective']:.6g} (rmse_log {s['rmse_log']:.4g})")
         print(f"best: {_fmt_params(s['best_params'])}")

@@ -265,6 +265,10 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
         prep = prepare(config)
         run.check_header(prep.space.all_names)
         done = run.results()
+        if evals is None and _converged(run, len(done)):
+            if lock is not None:
+                lock.release()
+            return run.summary() if manager else None
         if manager:
             run.check_writable()
             for w in done.attrs.get("warnings", []):
@@ -279,6 +283,16 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
         raise
     return _run(prep, run, done=done, lock=lock, quiet=quiet or not manager,
                 objective_fn=objective_fn)
+
+
+def _converged(run: RunDir, n_done: int) -> bool:
+    """The run stopped on convergence with these evaluations: nothing is left to run (a
+    larger --evals asks for more search)."""
+    try:
+        summary = run.summary()
+    except TunerError:
+        return False
+    return bool(summary.get("stopped")) and summary.get("evals") == n_done
 
 
 def _upgrade(fit: dict) -> dict:
@@ -433,6 +447,9 @@ def write_summary(run: RunDir, prep: Prepared, wall: float, opt=None, *,
                      "workers": sorted(int(w) for w in frame["worker"].dropna().unique()),
                      "wall_seconds": float(sum(g["wall_seconds"] for g in segments)),
                      "segments": segments, "space": space.source or "default"}
+    if opt is not None and getattr(opt, "converged", False) and len(frame) < prep.config.evals:
+        summary["stopped"] = (f"converged after {len(frame)} of {prep.config.evals} "
+                              "evaluations (--evals is a ceiling)")
     widened = list(getattr(opt, "widenings", []) or [])
     if widened:
         summary["space_widened"] = widened

@@ -243,10 +243,21 @@ def figure7(panels: list[dict], out: Path, *, x: str = "eval", caption: str = ""
                 ok = ys < PENALTY
                 ax.scatter(xs[ok], ys[ok], s=6, color=color, alpha=0.3, linewidths=0,
                            label="tuner ytopt evaluations (seed 0)")
-            length = max(len(t.results) for t in ts)
+            # A run that stopped on convergence is drawn flat to its budget, marked where
+            # it stopped (on the time axis it ends there).
+            stopped = [bool(t.summary.get("stopped")) for t in ts]
+            ends = [max(len(t.results), int(t.summary.get("budget") or 0))
+                    if stop and x == "eval" else len(t.results) for t, stop in zip(ts, stopped)]
+            length = max(ends)
             curves = np.full((len(ts), length), np.nan)
             for i, t in enumerate(ts):
                 curves[i, :len(t.results)] = t.best_so_far
+                curves[i, len(t.results):ends[i]] = t.best
+            marks = [(len(t.results) if x == "eval" else t.elapsed[-1], t.best)
+                     for t, stop in zip(ts, stopped) if stop]
+            if marks:
+                ax.plot(*zip(*marks), "x", color=color, ms=7, mew=1.6, zorder=5,
+                        label=f"{LABELS[m]}: stopped on convergence ({len(marks)} run(s))")
             xs = np.arange(1, length + 1)
             if x == "time":
                 xs = np.nanmedian([np.pad(t.elapsed, (0, length - len(t.elapsed)),

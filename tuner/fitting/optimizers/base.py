@@ -72,6 +72,9 @@ class Optimizer(ABC):
         """True when the method has nothing more to propose."""
         return False
 
+    # True when the method stopped on its own because it converged, before its budget.
+    converged: bool = False
+
     @abstractmethod
     def _propose(self, n: int) -> list[Config]:
         """Up to n new configurations, not yet seen nor pending."""

@@ -148,6 +148,10 @@ class LBFGSOptimizer(Optimizer):
     def finished(self) -> bool:
         return self._ranked and self._local.finished
 
+    @property
+    def converged(self) -> bool:
+        return self.finished
+
     def _propose(self, n: int) -> list[Config]:
         out: list[Config] = []
         while len(out) < n and self._screen < len(self._starts):
