@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py            # 6 problems x seeds 11-13, budget 200
     python benchmarks/speed.py --quick    # 2 problems x seeds 11-12
+    python benchmarks/speed.py --startup  # commands end to end against python's imports
 
 Every method works in the same space (the data-following default space of ``tuner fit``,
 internal coordinates: log scale for large coefficients) on the same objective (Huber of log
@@ -23,6 +24,9 @@ found.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 
@@ -142,11 +146,51 @@ def to_1pct(rec: Recorder, ref: float) -> tuple[int, float] | None:
     return (int(hit[0]) + 1, rec.times[int(hit[0])]) if len(hit) else None
 
 
+COMMANDS = {  # issue 17.2: ceilings relative to the import baseline
+    "python -c 'import numpy, scipy.optimize, pandas'": (
+        [sys.executable, "-c", "import numpy, scipy.optimize, pandas"], None),
+    "tuner --help": (["-m", "tuner", "--help"], 1.5),
+    "tuner laws": (["-m", "tuner", "laws"], 1.5),
+    "tuner predict": (["-m", "tuner", "predict", "--law", "hoffmann", "--n-active", "1e9",
+                       "--tokens", "2e10"], 1.5),
+    "tuner fit (chinchilla_epoch)": (["-m", "tuner", "fit", "--law", "hoffmann", "--data",
+                                      "chinchilla_epoch", "--quiet", "--run-dir", "{tmp}"], 3.0),
+}
+
+
+def startup(reps: int) -> None:
+    """Each command end to end, interleaved, ``reps`` times; medians and ratios."""
+    times: dict[str, list[float]] = {k: [] for k in COMMANDS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(reps):
+            for name, (argv, _) in COMMANDS.items():
+                argv = [a.replace("{tmp}", f"{tmp}/run{r}") for a in argv]
+                cmd = argv if argv[0] == sys.executable else [sys.executable, *argv]
+                t = time.perf_counter()
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                times[name].append(time.perf_counter() - t)
+    base = float(np.median(times[next(iter(COMMANDS))]))
+    rows = [{"command": name, "median s": float(np.median(t)),
+             "ratio to imports": float(np.median(t)) / base,
+             "target": f"<= {limit}x" if limit else "-",
+             "met": ("yes" if float(np.median(t)) / base <= limit else "no") if limit else "-"}
+            for name, (_, limit) in COMMANDS.items() for t in [times[name]]]
+    print(markdown(rows))
+    print(f"\n{reps} interleaved repetitions; the ratio divides by the median of the import "
+          "baseline from the same run.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 problems, 2 seeds")
+    ap.add_argument("--startup", action="store_true",
+                    help="time commands end to end instead (issue 17.2)")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions for --startup")
     ap.add_argument("--budget", type=int, default=200, help="evaluations per run (default 200)")
     args = ap.parse_args()
+    if args.startup:
+        startup(args.reps)
+        return
     problems = PROBLEMS[:2] if args.quick else PROBLEMS
     seeds = SEEDS[:2] if args.quick else SEEDS
     objs = {}

@@ -22,7 +22,7 @@ from tuner.fitting.optimizers import LIARS, SURROGATES, make_optimizer
 from tuner.laws import get_law
 from tuner.paths import runs_dir
 from tuner.run.progress import Progress
-from tuner.run.rundir import RunDir, write_json
+from tuner.run.rundir import RunDir, sync, write_json
 from tuner.run.watchdog import check_capacity
 from tuner.data.datasets import file_hash, resolve_data_path
 from tuner.laws.spaces import Space, load_space, paper_space, parse_assignments
@@ -433,6 +433,7 @@ def write_summary(run: RunDir, prep: Prepared, wall: float, opt=None, *,
     ``wall_seconds`` is the run's total over every session (fit, then each resume);
     ``segments`` lists each session's own evaluations, wall time, workers and versions.
     """
+    sync(run.results_path)
     frame = run.results()
     space = opt.space if opt is not None else prep.space  # with any bound it widened
     names = space.all_names

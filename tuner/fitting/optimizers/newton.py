@@ -3,7 +3,8 @@
 The built-in objectives return, from the same pass as the value, the gradient g and an IRLS
 Gauss-Newton matrix H = J^T W J (``Objective.value_and_grad(curvature=True)``). From a centre
 point each round proposes steps solving (H + lam diag(H)) s = -g over the coordinates not held
-at a bound, one damping lam per idle worker (lam, 4 lam, 16 lam...), clipped into the box.
+at a bound, clipped into the box; with idle workers, more trials in the same round: the step
+stretched 2x and 4x, damped 4x more, stretched 8x...
 The best step that lowers the objective becomes the centre and lam shrinks; if none does, lam
 grows. Near the optimum (gains below 1e-3 relative) the matrix is corrected by BFGS updates
 from the gradients' change, since IRLS alone converges only linearly on a Huber objective.
@@ -97,13 +98,23 @@ class NewtonSearch:
         diag = np.diag(hf).copy()
         diag[diag <= 0] = max(float(diag.max(initial=0.0)), 1.0) * 1e-12
         out: list[Config] = []
+        base = None
         for j in range(max(n, 1)):
-            lam = self.lam * 4.0 ** j
-            step = np.zeros_like(u)
-            try:
-                step[free] = np.linalg.solve(hf + lam * np.diag(diag), -g[free])
-            except np.linalg.LinAlgError:
-                continue
+            # Trials of one round: the step at the current damping, the same stretched 2x
+            # and 4x (the IRLS curvature overstates, so longer steps along the direction
+            # often gain more), one damped 4x more should they all fail, then 8x, 16x...
+            damped = j == 3
+            lam = self.lam * (4.0 if damped else 1.0)
+            if j == 0 or damped or base is None:
+                step = np.zeros_like(u)
+                try:
+                    step[free] = np.linalg.solve(hf + lam * np.diag(diag), -g[free])
+                except np.linalg.LinAlgError:
+                    continue
+                if j == 0:
+                    base = step
+            else:
+                step = base * 2.0 ** (j if j < 3 else j - 1)
             c = o.to_config(np.clip(u + step, lo, hi))
             k = config_key(space, c)
             if k == self.centre or k in self.trials or k in o.pending:
