@@ -11,7 +11,6 @@ from dataclasses import dataclass, asdict, replace
 from typing import Mapping
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from tuner.laws import Runs, get_law, predict
 from tuner.laws.builtin import chinchilla_optimum
@@ -76,6 +75,7 @@ def optimal(law: str, params: Mapping[str, float], compute: float,
     values = np.where(np.isfinite(values), values, np.inf)
     i = int(np.argmin(values))
     step = grid[1] - grid[0]
+    from scipy.optimize import minimize_scalar  # here: a prediction needs no scipy
     res = minimize_scalar(lambda u: float(loss_at(law, params, compute, sparsity,
                                                     np.array([math.exp(u)]))[0]),
                           bounds=(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]),
@@ -109,6 +109,7 @@ def optimal_sparsity(law: str, params: Mapping[str, float], compute: float,
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
     best = allocs[i]
     if hi > lo:
+        from scipy.optimize import minimize_scalar
         res = minimize_scalar(lambda s: optimal(law, params, compute, float(s)).loss,
                               bounds=(lo, hi), method="bounded", options={"xatol": 1e-7})
         refined = optimal(law, params, compute, float(res.x))
