@@ -186,12 +186,16 @@ def fit(law: str, data: str, *, run_dir: PathLike | None = None, quiet: bool = F
     options["fix"] = dict(options["fix"])
     config = FitConfig(law=law, data=str(data), **options)
     summary = run_fit(config, run_dir, quiet=quiet, objective_fn=objective_fn)
-    if summary is None:
-        return None
-    if config.bootstrap and "best_params" in summary:
+    boot_dir = summary["run_dir"] if summary and "best_params" in summary else None
+    if config.bootstrap and config.comms == "mpi":
+        # The refits are one ensemble over the same ranks: worker ranks (summary None) learn
+        # from rank 0 whether there is one and which run it is for.
+        from mpi4py import MPI
+        boot_dir = MPI.COMM_WORLD.bcast(boot_dir, root=0)
+    if config.bootstrap and boot_dir is not None:
         from tuner.analysis.bootstrap import bootstrap_run
-        bootstrap_run(summary["run_dir"], config.bootstrap, quiet=quiet)
-    return load(summary["run_dir"])
+        bootstrap_run(boot_dir, config.bootstrap, quiet=quiet)
+    return None if summary is None else load(summary["run_dir"])
 
 
 def resume(run_dir: PathLike, evals: int | None = None, *, workers: int | None = None,
