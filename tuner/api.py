@@ -471,27 +471,36 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
 
 def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 200, seed: int = 0,
          drop_outliers: bool = True, include_bound: bool = False, residual: str = "log",
-         columns: Mapping[str, str] | None = None,
-         progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
+         columns: Mapping[str, str] | None = None, workers: int = 1, comms: str = "local",
+         progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame | None":
     """Fit every law the data support (or ``laws``: names, formulas or law files) by
-    L-BFGS-B and compare them.
+    tuner's default method (ytopt) and compare them.
+
+    Each law is one task of one libEnsemble ensemble over ``workers`` (``comms`` "local",
+    "threads" or "mpi"); the table does not depend on the worker count.
 
     Returns:
         A DataFrame, ranked laws first by BIC: rank (None for fits left out: a coefficient on
         a search bound, unless ``include_bound``), law, k (identifiable coefficients), k_free,
         objective, rmse_log, AIC, BIC, the held-out median and max relative error (trained
-        on the 75% lowest-compute runs), on_bound, warnings (their text), params.
+        on the 75% lowest-compute runs), on_bound, warnings (their text), params. None on
+        MPI worker ranks.
 
     Raises:
-        TunerError: an unknown law, a bad formula, too few runs, or bad data.
+        TunerError: an unknown law, a bad formula, too few runs, bad data, or bad
+        ``workers``/``comms``.
     """
     import pandas as pd
 
     from tuner.analysis.rank import rank as rank_laws
+    if evals < 1:
+        raise TunerError(f"--evals must be >= 1, got {evals}")
     rows = rank_laws(str(data), list(laws) if laws else None, evals=evals, seed=seed,
                      drop_outliers=drop_outliers, include_bound=include_bound,
                      residual=residual, columns=dict(columns) if columns else None,
-                     progress=progress)
+                     workers=workers, comms=comms, progress=progress)
+    if rows is None:
+        return None
     frame = pd.DataFrame(rows)
     frame["rank"] = pd.Series([r["rank"] for r in rows], dtype=object)  # None: not ranked
     return frame

@@ -120,12 +120,16 @@ def _add_data_options(p: argparse.ArgumentParser, *, group: bool = True) -> None
                             "ones the law is linear in)")
 
 
-def _add_parallel_options(p: argparse.ArgumentParser) -> None:
+def _add_workers_comms(p: argparse.ArgumentParser, what: str = "evaluating") -> None:
     p.add_argument("--workers", type=int, default=1,
-                   help="libEnsemble workers evaluating in parallel (default 1; with --comms "
+                   help=f"libEnsemble workers {what} in parallel (default 1; with --comms "
                         "mpi it is the number of MPI ranks minus one)")
     p.add_argument("--comms", default="local", choices=COMMS,
                    help="local (processes, default), threads, or mpi (under mpirun -np N+1)")
+
+
+def _add_parallel_options(p: argparse.ArgumentParser) -> None:
+    _add_workers_comms(p)
     p.add_argument("--eval-delay", type=float, default=0.0, metavar="SECONDS",
                    help="sleep added to each evaluation, to emulate costly evaluations")
 
@@ -549,6 +553,7 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--include-bound", action="store_true",
                    help="rank fits with a coefficient on a bound of its space too (left out "
                         "of the ranking by default)")
+    _add_workers_comms(p, "fitting laws (one task per law)")
     _add_out(p, "rank", "rank.md and rank.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_json(p, "one object per law")
@@ -601,13 +606,16 @@ def cmd_rank(args) -> int:
         bars[0](done)
 
     try:
-        full = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
-                    drop_outliers=not args.keep_outliers, include_bound=args.include_bound,
-                    residual=args.residual, columns=parse_columns(args.columns),
-                    progress=progress).to_dict(orient="records")
+        table = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
+                     drop_outliers=not args.keep_outliers, include_bound=args.include_bound,
+                     residual=args.residual, columns=parse_columns(args.columns),
+                     workers=args.workers, comms=args.comms, progress=progress)
     finally:
         for bar in bars:
             bar.close()
+    if table is None:  # an MPI worker rank: rank 0 writes and prints
+        return 0
+    full = table.to_dict(orient="records")
     rows = table_rows(full)
     out.mkdir(parents=True, exist_ok=True)
     tables = write_tables(rows, out / "rank")

@@ -179,8 +179,10 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
                  "out": [("result", object), ("error", object)],
                  "user": {"workdir": workdir, "manager_pid": os.getpid()}}
     alloc_specs = {"alloc_f": _alloc, "user": {"progress": progress}}
+    # No workflow directory: libEnsemble would move every worker into it, and tasks read
+    # relative paths (law files, datasets) from the caller's directory.
     libE_specs = {"comms": comms, "disable_log_files": True, "save_H_and_persis_on_abort": False,
-                  "abort_on_exception": True, "workflow_dir_path": workdir}
+                  "abort_on_exception": True}
     if comms == "mpi":
         from mpi4py import MPI
         libE_specs["mpi_comm"] = MPI.COMM_WORLD
@@ -215,7 +217,7 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
                 MPI.COMM_WORLD.Abort(exc.exit_code)
             raise
     finally:
-        os.chdir(cwd)  # libEnsemble moved this process into its workflow directory
+        os.chdir(cwd)  # a task that changed directory (threads share this process's)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     H = H[np.argsort(H["index"])]
