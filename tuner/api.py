@@ -436,18 +436,20 @@ def allocate(law: str, compute: float | Sequence[float], *, sparsity: float | No
 def validate(law: str, data: str, *, train: str | None = None, loo: bool = False,
              optimizer: str = "ytopt", evals: int = 200, seed: int = 0,
              drop_outliers: bool = True, residual: str = "log",
-             columns: Mapping[str, str] | None = None) -> dict:
+             columns: Mapping[str, str] | None = None, workers: int = 1,
+             comms: str = "local") -> dict | None:
     """Fit on the runs ``train`` selects (a condition in tuner's filter grammar, e.g.
     ``"n_active < 1e9"``; never run as code) or
     leave each run out in turn (``loo=True``), and report errors on the held-out runs.
 
-    In-process fits with ``fit``'s defaults (ytopt, 200 evaluations); with ``loo`` each run's
-    refit is L-BFGS-B from the all-runs optimum.
+    Fits with ``fit``'s defaults (ytopt, 200 evaluations); with ``loo`` each run's refit is
+    L-BFGS-B from the all-runs optimum, and the refits are tasks of one libEnsemble
+    ensemble over ``workers`` (``comms`` "local", "threads" or "mpi").
 
     Returns:
         ``{"law", "data", "params", "train_runs", "test_runs", "median_abs_rel_error",
         "max_abs_rel_error", "rows"}``; ``rows`` has one dict per held-out run (n_active,
-        tokens, sparsity, predicted, observed, rel_error).
+        tokens, sparsity, predicted, observed, rel_error). None on MPI worker ranks.
 
     Raises:
         TunerError: neither or both of ``train`` and ``loo``, a bad condition, or bad input.
@@ -455,6 +457,8 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
     from tuner.analysis.validate import holdout, leave_one_out, train_mask
     from tuner.data.datasets import resolve_data_path
     from tuner.fitting.objective import Objective, ObjectiveSpec
+    from tuner.run.batch import Task, check_parallel, run_tasks
+    check_parallel(workers, comms)
     if loo == bool(train):
         raise TunerError("validate: give exactly one of --train EXPR or --loo")
     if evals < 1:
@@ -465,8 +469,11 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
     space = full.default_space()
     opts = {"optimizer": optimizer, "evals": evals, "seed": seed}
     if loo:
-        return leave_one_out(spec, space, **opts)
-    return holdout(spec, space, train_mask(full.dataset, train), dataset=full.dataset, **opts)
+        return leave_one_out(spec, space, workers=workers, comms=comms, **opts)
+    # One fit: one task, so that under MPI only one rank fits.
+    out = run_tasks([Task(holdout, spec, space, train_mask(full.dataset, train),
+                          dataset=full.dataset, **opts)], workers=workers, comms=comms)
+    return None if out is None else out[0]
 
 
 def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 200, seed: int = 0,

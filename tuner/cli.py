@@ -535,6 +535,7 @@ def _add_validation_parsers(sub) -> None:
                    help="evaluations per fit (default 200, as fit)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
+    _add_workers_comms(p, "refitting (--loo: one task per held-out run)")
     _add_out(p, "validate", "the held-out rows, <law>-<data>.md and .csv")
     _add_json(p, "the summary and every held-out row")
     _force_option(p)
@@ -566,7 +567,10 @@ def cmd_validate(args) -> int:
     from tuner.views.tables import write_tables
     r = validate(args.law, args.data, train=args.train, loo=args.loo, optimizer=args.optimizer,
                  evals=args.evals, seed=args.seed, drop_outliers=not args.keep_outliers,
-                 residual=args.residual, columns=parse_columns(args.columns))
+                 residual=args.residual, columns=parse_columns(args.columns),
+                 workers=args.workers, comms=args.comms)
+    if r is None:  # an MPI worker rank: rank 0 writes and prints
+        return 0
     from tuner.views.outputs import guard, record, stems
     stem = Path(args.out).resolve() / f"{_slug(r['law'])}-{Path(args.data).stem}"
     written = guard(stems(stem, ("md", "csv")), args.force)

@@ -90,7 +90,8 @@ def rank(data: str, laws: list[str] | None = None, *, evals: int = 200, seed: in
     ``comms="mpi"`` every rank calls this and worker ranks get None).
     ``progress(done, total)`` is called before the first law and as each ends."""
     from tuner.data.datasets import resolve_data_path
-    from tuner.run.batch import Task, run_tasks
+    from tuner.run.batch import Task, check_parallel, run_tasks
+    check_parallel(workers, comms)
     data = resolve_data_path(data)
     dataset = load(data, drop_outliers=drop_outliers, columns=columns)
     if len(dataset) < 3:

@@ -71,13 +71,15 @@ def is_manager(comms: str) -> bool:
 
 
 def check_parallel(workers: int, comms: str) -> None:
-    """TunerError naming a bad --workers or --comms (before any work starts)."""
+    """TunerError naming a bad --workers or --comms (before any work starts). Under MPI the
+    ranks set the workers, so ``workers`` is not checked."""
     if comms not in COMMS:
         raise TunerError(f"--comms must be one of {', '.join(COMMS)}, got {comms!r}")
+    if comms == "mpi":
+        return
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise TunerError(f"--workers must be an integer >= 1, got {workers!r}")
-    if comms != "mpi":
-        watchdog.check_capacity(1, workers, comms)
+    watchdog.check_capacity(1, workers, comms)
 
 
 def run_tasks(tasks: Sequence[Callable[[], Any]], *, workers: int = 1, comms: str = "local",
