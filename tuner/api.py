@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # imported lazily: `import tuner` stays cheap
     from tuner.run.fit import FitConfig
 
 __all__ = ["FitResult", "FitConfig", "fit", "resume", "load", "load_runs", "score", "predict",
-           "allocate", "validate", "rank", "datasets", "laws", "coefficients"]
+           "allocate", "validate", "rank", "sweep", "datasets", "laws", "coefficients"]
 
 PathLike = Union[str, Path]
 Coefficients = Union[str, Path, Mapping[str, float], "FitResult", None]
@@ -511,6 +511,31 @@ def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 200, seed
     frame = pd.DataFrame(rows)
     frame["rank"] = pd.Series([r["rank"] for r in rows], dtype=object)  # None: not ranked
     return frame
+
+
+def sweep(path: PathLike, *, workers: int = 1, comms: str = "local",
+          progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame | None":
+    """Run the grid of fits a sweep file lists (laws × datasets × options × seeds; JSON, or
+    TOML named ``.toml``; see ``tuner.analysis.sweep``) as one libEnsemble ensemble over
+    ``workers`` (``comms`` "local", "threads" or "mpi"), one task per fit.
+
+    Returns:
+        A DataFrame, one row per fit in the file's order: fit (1, 2, ...), law, data, the
+        options the file
+        sets, evals, seed, evaluations, best_objective, rmse_log, wall_seconds, warnings
+        (their text), params (the best coefficients). None on MPI worker ranks. The same
+        rows whatever the worker count (wall_seconds aside).
+
+    Raises:
+        TunerError: the file unreadable or malformed, an unknown key, law, dataset or
+        option, an impossible value (the message names the file and the field), or bad
+        ``workers``/``comms``.
+    """
+    import pandas as pd
+
+    from tuner.analysis.sweep import sweep as run_sweep
+    rows = run_sweep(path, workers=workers, comms=comms, progress=progress)
+    return None if rows is None else pd.DataFrame(rows)
 
 
 def datasets() -> "pd.DataFrame":

@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p, "one object per law")
     _add_planning_parsers(sub)
     _add_validation_parsers(sub)
+    _add_sweep_parser(sub)
 
     p = sub.add_parser("reproduce", help="reproduce a figure of the paper (fig7: the main job)")
     p.add_argument("figure", choices=["fig7"], help="which figure")
@@ -639,7 +640,62 @@ def cmd_rank(args) -> int:
     return 0
 
 
-VALIDATION_COMMANDS = {"validate": cmd_validate, "rank": cmd_rank}
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="a grid of fits from a file (laws × datasets × options × "
+                                     "seeds) as one libEnsemble ensemble; one results table")
+    p.add_argument("file", help="the sweep file, JSON (or TOML named .toml): {\"laws\": [...], "
+                                "\"datasets\": [...], \"evals\": 200, \"seeds\": [0], "
+                                "\"options\": {fit options by their Python names; a list "
+                                "is one more axis}}; relative paths are read from its folder")
+    _add_workers_comms(p, "fitting (one task per fit)")
+    _add_out(p, "sweep", "sweep.md and sweep.csv")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_json(p, "one object per fit (coefficients under params) and the tables' paths")
+    _force_option(p)
+
+
+def cmd_sweep(args) -> int:
+    from tuner.analysis.sweep import table_rows
+    from tuner.api import sweep
+    from tuner.run.progress import Progress
+    from tuner.views.outputs import guard, record, stems
+    from tuner.views.tables import markdown, write_tables
+    out = Path(args.out).resolve()
+    written = guard(stems(out / "sweep", ("md", "csv")), args.force)
+    bars: list[Progress] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(Progress(total, quiet=args.quiet, desc="sweep", unit="fit"))
+        bars[0](done)
+
+    try:
+        table = sweep(args.file, workers=args.workers, comms=args.comms, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if table is None:  # an MPI worker rank: rank 0 writes and prints
+        return 0
+    full = table.to_dict(orient="records")
+    rows = table_rows(full)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = write_tables(rows, out / "sweep")
+    record(written)
+    if args.json:
+        _print_json({"rows": full, "tables": [str(t) for t in tables]})
+        return 0
+    print(markdown([{k: v for k, v in r.items() if k not in full[i]["params"]}
+                    for i, r in enumerate(rows)]))
+    for r in rows:  # the coefficients, one line per fit, numbered as in the table
+        print(f"fit {r['fit']}: {_fmt_params(full[r['fit'] - 1]['params'])}")
+    for r in full:
+        for w in r["warnings"]:
+            print(f"warning: fit {r['fit']} ({r['law']} on {r['data']}): {w}")
+    print(f"tables: {tables[0]}, {tables[1]}")
+    return 0
+
+
+VALIDATION_COMMANDS = {"validate": cmd_validate, "rank": cmd_rank, "sweep": cmd_sweep}
 
 
 def _add_isoflop_parser(sub) -> None:
