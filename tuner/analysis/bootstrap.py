@@ -57,15 +57,17 @@ class BootstrapTask:
 
 def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, k: int,
               seed: int = 0, workers: int = 1, comms: str = "local",
-              workdir: str | None = None, quiet: bool = False) -> dict | None:
+              workdir: str | None = None, quiet: bool = False,
+              budget: int = BUDGET) -> dict | None:
     """``intervals`` (free coefficient -> [low, high]), ``bootstrap`` (settings) and
     ``bootstrap_params`` (the K refitted coefficient sets, read by ``tuner predict``).
+    ``budget``: evaluations per refit.
 
     The K refits are tasks of one ensemble (``tuner.run.batch``); under ``comms="mpi"`` every
     rank calls this, and worker ranks get None."""
     from tuner.run.batch import Task, is_manager, mpi_workers, run_tasks
     from tuner.run.progress import Progress
-    task = BootstrapTask(objective, space, best, seed)
+    task = BootstrapTask(objective, space, best, seed, budget)
     bar = Progress(k, quiet=quiet or not is_manager(comms), desc="bootstrap", unit="refit")
     try:
         rows = run_tasks([Task(task.refit, i) for i in range(k)], workers=workers,
@@ -80,7 +82,7 @@ def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, 
     intervals = {n: [float(a), float(b)] for n, a, b in zip(space.names, lo, hi)}
     ran = mpi_workers() if comms == "mpi" else workers
     info = {"K": k, "seed": seed, "level": LEVEL, "method": "percentile",
-            "refit": f"lbfgs in process, warm start at the full-data best, {BUDGET} evaluations",
+            "refit": f"lbfgs in process, warm start at the full-data best, {budget} evaluations",
             "parallel": f"libEnsemble, {ran} workers ({comms})" if ran > 1 or comms == "mpi"
                         else "serial"}
     sets = [space.complete(dict(zip(space.names, map(float, t)))) for t in thetas]
