@@ -3,8 +3,8 @@
 Bootstrap refits, ``rank``'s laws, ``validate --loo``'s held-out runs and ``tuner sweep``'s
 grid all hand ``run_tasks`` a list of picklable callables (``Task(fn, *args)``). With more than
 one worker (or under MPI) the list becomes libEnsemble's history: one row per task, the task
-itself in the row, given out in order to idle workers by libEnsemble's pregenerated-work
-allocator (no generator: the work is known in advance). A worker runs its row's task and
+itself in the row, given out in order to idle workers by an allocator in the manner of
+libEnsemble's pregenerated-work allocator (no generator: the work is known in advance). A worker runs its row's task and
 returns the result in the row, so worker ranks need nothing but this module's sim function.
 Results come back in task order whatever the schedule, and each task is deterministic (its
 own seed), so any worker count gives the one-worker results.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import traceback
 from typing import Any, Callable, Sequence
 
@@ -147,17 +148,37 @@ def _mark(workdir: str, worker: int, index: int | None) -> None:
         pass
 
 
+IDLE_SLEEP = 0.005  # the manager's pause when it has nothing to hand out (seconds)
+
+
 def _alloc(W, H, sim_specs, gen_specs, alloc_specs, persis_info, libE_info):
-    """libEnsemble's pregenerated-work allocator, plus a progress report on the manager."""
-    from libensemble.alloc_funcs.give_pregenerated_work import give_pregenerated_sim_work
+    """Give the next task to each idle worker, in order, and report progress (manager side).
+
+    libEnsemble's manager calls this in a loop that sleeps only 0.1 ms between polls, which
+    takes a whole core from the fits on a small machine; when there is nothing to hand out,
+    this waits a few milliseconds instead (a task is a whole fit: the delay is negligible).
+    Until every task has ended it never reports "done", so the manager keeps calling it
+    rather than spinning in its own final wait.
+    """
+    from libensemble.tools.alloc_support import AllocSupport
     report = alloc_specs["user"].get("progress")
     if report is not None:
         done = int(np.count_nonzero(H["sim_ended"]))
         if done != persis_info.get("reported", -1):
             persis_info["reported"] = done
             report(done, len(H))
-    return give_pregenerated_sim_work(W, H, sim_specs, gen_specs, alloc_specs, persis_info,
-                                      libE_info)
+    support = AllocSupport(W, libE_info["use_resource_sets"], persis_info, libE_info)
+    nxt = persis_info.get("next_to_give", 0)
+    work = {}
+    for w in support.avail_worker_ids(gen_workers=False):
+        if nxt >= len(H):
+            break
+        work[w] = support.sim_work(w, H, sim_specs["in"], [nxt], [])
+        nxt += 1
+    persis_info["next_to_give"] = nxt
+    if not work:
+        time.sleep(IDLE_SLEEP)
+    return work, persis_info
 
 
 def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | None,
