@@ -34,6 +34,26 @@ def _setup_file(d: Path) -> None:
     (d / "afile").write_text("not a directory\n")
 
 
+def _sweep_file(name: str, text: str):
+    def setup(d: Path) -> None:
+        (d / name).write_text(text)
+        (d / "afile").write_text("not a directory\n")
+    return setup
+
+
+GOOD_SWEEP = _sweep_file("s.json", json.dumps({"laws": ["hoffmann"],
+                                               "datasets": ["chinchilla_epoch"], "evals": 2}))
+
+
+def _sweep_case(name: str, content, expect: str, suffix: str = ".json"):
+    text = content if isinstance(content, str) else json.dumps(content)
+    return (f"sweep-{name}", ["sweep", f"{{d}}/s{suffix}", "--quiet"],
+            _sweep_file(f"s{suffix}", text), expect)
+
+
+SWEEP_OK = {"laws": ["hoffmann"], "datasets": ["chinchilla_epoch"]}
+
+
 def _edit_run(d: Path, run: Path, edit) -> None:
     import shutil
     shutil.copytree(run, d / "run")
@@ -209,6 +229,46 @@ CASES = [
      _foreign("compare.md"), "not written by tuner"),
     ("report-foreign-file", ["report", "{run}", "--out", "{d}/out"], _foreign_report,
      "not written by tuner"),
+    ("rank-workers-zero", ["rank", "--data", "chinchilla_epoch", "--workers", "0"], None,
+     "--workers"),
+    ("rank-comms-unknown", ["rank", "--data", "chinchilla_epoch", "--comms", "smoke"], None,
+     "--comms"),
+    ("validate-workers-zero", VALIDATE + ["--loo", "--workers", "0"], None, "--workers"),
+    ("validate-comms-unknown", VALIDATE + ["--loo", "--comms", "smoke"], None, "--comms"),
+    ("sweep-file-missing", ["sweep", "{d}/none.json"], None, "none.json: cannot read"),
+    _sweep_case("not-json", '{"laws": ["hoffmann"', "s.json: not valid JSON"),
+    _sweep_case("not-toml", 'laws = ["hoffmann"\n', "s.toml: not valid TOML", ".toml"),
+    _sweep_case("not-object", [1, 2], "is an object with 'laws'"),
+    _sweep_case("unknown-key", {**SWEEP_OK, "lawz": []}, "unknown key(s) 'lawz'"),
+    _sweep_case("laws-missing", {"datasets": ["chinchilla_epoch"]}, "'laws' must be"),
+    _sweep_case("law-unknown", {**SWEEP_OK, "laws": ["hoffmann", "moore"]},
+                "laws[1]: unknown law 'moore'"),
+    _sweep_case("law-injection", {**SWEEP_OK, "laws": ["e + __import__('os').system('id')"]},
+                "laws[0]"),
+    _sweep_case("dataset-unknown", {**SWEEP_OK, "datasets": ["nope"]},
+                "datasets[0]: unknown dataset 'nope'"),
+    _sweep_case("dataset-missing-file", {**SWEEP_OK, "datasets": ["none.csv"]},
+                "datasets[0]"),
+    _sweep_case("evals-zero", {**SWEEP_OK, "evals": 0}, "'evals' must be an integer >= 1"),
+    _sweep_case("evals-huge", {**SWEEP_OK, "evals": 10 ** 14}, "exceeds"),
+    _sweep_case("seeds-not-list", {**SWEEP_OK, "seeds": 3}, "'seeds' must be a list"),
+    _sweep_case("option-unknown", {**SWEEP_OK, "options": {"turbo": True}},
+                "options: unknown option(s) 'turbo'"),
+    _sweep_case("option-bad-value", {**SWEEP_OK, "options": {"delta": "x"}},
+                "options.delta"),
+    _sweep_case("option-empty-axis", {**SWEEP_OK, "options": {"optimizer": []}},
+                "options.optimizer is an empty list"),
+    _sweep_case("option-impossible", {**SWEEP_OK, "options": {"optimizer": ["ytopt", "grid"],
+                                                              "surrogate": "GP"}},
+                "options.optimizer=\"grid\" × options.surrogate=\"GP\""),
+    ("sweep-workers-zero", ["sweep", "{d}/s.json", "--workers", "0"], GOOD_SWEEP, "--workers"),
+    ("sweep-comms-unknown", ["sweep", "{d}/s.json", "--comms", "smoke"], GOOD_SWEEP,
+     "--comms"),
+    ("sweep-out-beneath-file", ["sweep", "{d}/s.json", "--out", "{d}/afile/out"], GOOD_SWEEP,
+     "is a file"),
+    ("sweep-foreign-file", ["sweep", "{d}/s.json", "--out", "{d}", "--json", "--quiet"],
+     lambda d: (GOOD_SWEEP(d), (d / "sweep.csv").write_text("mine\n")),
+     "not written by tuner"),
     ("rank-foreign-file", ["rank", "--data", "chinchilla_epoch", "--out", "{d}/out", "--laws",
                            "hoffmann", "--evals", "5", "--seed", "0", "--keep-outliers"],
      _foreign("rank.csv"), "not written by tuner"),
@@ -270,7 +330,7 @@ def _options(command: str) -> set[str]:
 
 
 @pytest.mark.parametrize("command", ["fit", "resume", "validate", "reproduce", "figures",
-                                     "compare", "report", "rank"])
+                                     "compare", "report", "rank", "sweep"])
 def test_every_option_is_in_the_matrix(command):
     used = {a for _, argv, _, _ in CASES if argv[0] == command for a in argv}
     missing = sorted(_options(command) - used - EXEMPT)

@@ -149,9 +149,19 @@ def test_reproduce_json(capsys, tmp_path, monkeypatch):
     assert r["figure"][0] == str(tmp_path / "fig7.png")
 
 
+def test_sweep_json(capsys, tmp_path):
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"laws": ["hoffmann", "kaplan"], "datasets": ["hoffmann_table3"],
+                                "evals": 4, "options": {"optimizer": "random"}}))
+    r = run_json(capsys, "sweep", grid, "--quiet", "--out", tmp_path / "out")
+    assert [(row["fit"], row["law"], row["optimizer"]) for row in r["rows"]] == \
+        [(1, "hoffmann", "random"), (2, "kaplan", "random")]
+    assert r["tables"] == [str(tmp_path / "out" / "sweep.md"), str(tmp_path / "out" / "sweep.csv")]
+
+
 def test_json_covers_every_command():
     tested = {"fit", "resume", "score", "predict", "allocate", "datasets", "laws", "validate",
-              "rank", "compare", "report", "figures", "reproduce", "isoflop"}
+              "rank", "compare", "report", "figures", "reproduce", "isoflop", "sweep"}
     assert commands() <= tested, commands() - tested
 
 

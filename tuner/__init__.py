@@ -25,7 +25,7 @@ _EXPORTS = {
     "fit": "tuner.api", "resume": "tuner.api", "load": "tuner.api",
     "load_runs": "tuner.api", "score": "tuner.api", "predict": "tuner.api",
     "allocate": "tuner.api", "validate": "tuner.api", "rank": "tuner.api",
-    "datasets": "tuner.api", "coefficients": "tuner.api",
+    "sweep": "tuner.api", "datasets": "tuner.api", "coefficients": "tuner.api",
     "FitResult": "tuner.api", "FitConfig": "tuner.run.fit", "TunerError": "tuner.errors",
 }
 
@@ -33,7 +33,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use
     from tuner.api import (FitResult, allocate, coefficients, datasets, load, load_runs,
-                           predict, rank, resume, score, validate)
+                           predict, rank, resume, score, sweep, validate)
     from tuner.errors import TunerError
     from tuner.run.fit import FitConfig
 

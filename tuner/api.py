@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # imported lazily: `import tuner` stays cheap
     from tuner.run.fit import FitConfig
 
 __all__ = ["FitResult", "FitConfig", "fit", "resume", "load", "load_runs", "score", "predict",
-           "allocate", "validate", "rank", "datasets", "laws", "coefficients"]
+           "allocate", "validate", "rank", "sweep", "datasets", "laws", "coefficients"]
 
 PathLike = Union[str, Path]
 Coefficients = Union[str, Path, Mapping[str, float], "FitResult", None]
@@ -186,12 +186,16 @@ def fit(law: str, data: str, *, run_dir: PathLike | None = None, quiet: bool = F
     options["fix"] = dict(options["fix"])
     config = FitConfig(law=law, data=str(data), **options)
     summary = run_fit(config, run_dir, quiet=quiet, objective_fn=objective_fn)
-    if summary is None:
-        return None
-    if config.bootstrap and "best_params" in summary:
+    boot_dir = summary["run_dir"] if summary and "best_params" in summary else None
+    if config.bootstrap and config.comms == "mpi":
+        # The refits are one ensemble over the same ranks: worker ranks (summary None) learn
+        # from rank 0 whether there is one and which run it is for.
+        from mpi4py import MPI
+        boot_dir = MPI.COMM_WORLD.bcast(boot_dir, root=0)
+    if config.bootstrap and boot_dir is not None:
         from tuner.analysis.bootstrap import bootstrap_run
-        bootstrap_run(summary["run_dir"], config.bootstrap, quiet=quiet)
-    return load(summary["run_dir"])
+        bootstrap_run(boot_dir, config.bootstrap, quiet=quiet)
+    return None if summary is None else load(summary["run_dir"])
 
 
 def resume(run_dir: PathLike, evals: int | None = None, *, workers: int | None = None,
@@ -432,18 +436,20 @@ def allocate(law: str, compute: float | Sequence[float], *, sparsity: float | No
 def validate(law: str, data: str, *, train: str | None = None, loo: bool = False,
              optimizer: str = "ytopt", evals: int = 200, seed: int = 0,
              drop_outliers: bool = True, residual: str = "log",
-             columns: Mapping[str, str] | None = None) -> dict:
+             columns: Mapping[str, str] | None = None, workers: int = 1,
+             comms: str = "local") -> dict | None:
     """Fit on the runs ``train`` selects (a condition in tuner's filter grammar, e.g.
     ``"n_active < 1e9"``; never run as code) or
     leave each run out in turn (``loo=True``), and report errors on the held-out runs.
 
-    In-process fits with ``fit``'s defaults (ytopt, 200 evaluations); with ``loo`` each run's
-    refit is L-BFGS-B from the all-runs optimum.
+    Fits with ``fit``'s defaults (ytopt, 200 evaluations); with ``loo`` each run's refit is
+    L-BFGS-B from the all-runs optimum, and the refits are tasks of one libEnsemble
+    ensemble over ``workers`` (``comms`` "local", "threads" or "mpi").
 
     Returns:
         ``{"law", "data", "params", "train_runs", "test_runs", "median_abs_rel_error",
         "max_abs_rel_error", "rows"}``; ``rows`` has one dict per held-out run (n_active,
-        tokens, sparsity, predicted, observed, rel_error).
+        tokens, sparsity, predicted, observed, rel_error). None on MPI worker ranks.
 
     Raises:
         TunerError: neither or both of ``train`` and ``loo``, a bad condition, or bad input.
@@ -451,6 +457,8 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
     from tuner.analysis.validate import holdout, leave_one_out, train_mask
     from tuner.data.datasets import resolve_data_path
     from tuner.fitting.objective import Objective, ObjectiveSpec
+    from tuner.run.batch import Task, check_parallel, run_tasks
+    check_parallel(workers, comms)
     if loo == bool(train):
         raise TunerError("validate: give exactly one of --train EXPR or --loo")
     if evals < 1:
@@ -461,36 +469,73 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
     space = full.default_space()
     opts = {"optimizer": optimizer, "evals": evals, "seed": seed}
     if loo:
-        return leave_one_out(spec, space, **opts)
-    return holdout(spec, space, train_mask(full.dataset, train), dataset=full.dataset, **opts)
+        return leave_one_out(spec, space, workers=workers, comms=comms, **opts)
+    # One fit: one task, so that under MPI only one rank fits.
+    out = run_tasks([Task(holdout, spec, space, train_mask(full.dataset, train),
+                          dataset=full.dataset, **opts)], workers=workers, comms=comms)
+    return None if out is None else out[0]
 
 
 def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 200, seed: int = 0,
          drop_outliers: bool = True, include_bound: bool = False, residual: str = "log",
-         columns: Mapping[str, str] | None = None,
-         progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
+         columns: Mapping[str, str] | None = None, workers: int = 1, comms: str = "local",
+         progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame | None":
     """Fit every law the data support (or ``laws``: names, formulas or law files) by
-    L-BFGS-B and compare them.
+    tuner's default method (ytopt) and compare them.
+
+    Each law is one task of one libEnsemble ensemble over ``workers`` (``comms`` "local",
+    "threads" or "mpi"); the table does not depend on the worker count.
 
     Returns:
         A DataFrame, ranked laws first by BIC: rank (None for fits left out: a coefficient on
         a search bound, unless ``include_bound``), law, k (identifiable coefficients), k_free,
         objective, rmse_log, AIC, BIC, the held-out median and max relative error (trained
-        on the 75% lowest-compute runs), on_bound, warnings (their text), params.
+        on the 75% lowest-compute runs), on_bound, warnings (their text), params. None on
+        MPI worker ranks.
 
     Raises:
-        TunerError: an unknown law, a bad formula, too few runs, or bad data.
+        TunerError: an unknown law, a bad formula, too few runs, bad data, or bad
+        ``workers``/``comms``.
     """
     import pandas as pd
 
     from tuner.analysis.rank import rank as rank_laws
+    if evals < 1:
+        raise TunerError(f"--evals must be >= 1, got {evals}")
     rows = rank_laws(str(data), list(laws) if laws else None, evals=evals, seed=seed,
                      drop_outliers=drop_outliers, include_bound=include_bound,
                      residual=residual, columns=dict(columns) if columns else None,
-                     progress=progress)
+                     workers=workers, comms=comms, progress=progress)
+    if rows is None:
+        return None
     frame = pd.DataFrame(rows)
     frame["rank"] = pd.Series([r["rank"] for r in rows], dtype=object)  # None: not ranked
     return frame
+
+
+def sweep(path: PathLike, *, workers: int = 1, comms: str = "local",
+          progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame | None":
+    """Run the grid of fits a sweep file lists (laws × datasets × options × seeds; JSON, or
+    TOML named ``.toml``; see ``tuner.analysis.sweep``) as one libEnsemble ensemble over
+    ``workers`` (``comms`` "local", "threads" or "mpi"), one task per fit.
+
+    Returns:
+        A DataFrame, one row per fit in the file's order: fit (1, 2, ...), law, data, the
+        options the file
+        sets, evals, seed, evaluations, best_objective, rmse_log, wall_seconds, warnings
+        (their text), params (the best coefficients). None on MPI worker ranks. The same
+        rows whatever the worker count (wall_seconds aside).
+
+    Raises:
+        TunerError: the file unreadable or malformed, an unknown key, law, dataset or
+        option, an impossible value (the message names the file and the field), or bad
+        ``workers``/``comms``.
+    """
+    import pandas as pd
+
+    from tuner.analysis.sweep import sweep as run_sweep
+    rows = run_sweep(path, workers=workers, comms=comms, progress=progress)
+    return None if rows is None else pd.DataFrame(rows)
 
 
 def datasets() -> "pd.DataFrame":

@@ -122,12 +122,16 @@ def _add_data_options(p: argparse.ArgumentParser, *, group: bool = True) -> None
                             "ones the law is linear in)")
 
 
-def _add_parallel_options(p: argparse.ArgumentParser) -> None:
+def _add_workers_comms(p: argparse.ArgumentParser, what: str = "evaluating") -> None:
     p.add_argument("--workers", type=int, default=1,
-                   help="libEnsemble workers evaluating in parallel (default 1; with --comms "
+                   help=f"libEnsemble workers {what} in parallel (default 1; with --comms "
                         "mpi it is the number of MPI ranks minus one)")
     p.add_argument("--comms", default="local", choices=COMMS,
                    help="local (processes, default), threads, or mpi (under mpirun -np N+1)")
+
+
+def _add_parallel_options(p: argparse.ArgumentParser) -> None:
+    _add_workers_comms(p)
     p.add_argument("--eval-delay", type=float, default=0.0, metavar="SECONDS",
                    help="sleep added to each evaluation, to emulate costly evaluations")
 
@@ -189,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p, "one object per law")
     _add_planning_parsers(sub)
     _add_validation_parsers(sub)
+    _add_sweep_parser(sub)
 
     p = sub.add_parser("reproduce", help="reproduce a figure of the paper (fig7: the main job)")
     p.add_argument("figure", choices=["fig7"], help="which figure")
@@ -535,6 +540,7 @@ def _add_validation_parsers(sub) -> None:
                    help="evaluations per fit (default 200, as fit)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
+    _add_workers_comms(p, "refitting (--loo: one task per held-out run)")
     _add_out(p, "validate", "the held-out rows, <law>-<data>.md and .csv")
     _add_json(p, "the summary and every held-out row")
     _force_option(p)
@@ -553,6 +559,7 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--include-bound", action="store_true",
                    help="rank fits with a coefficient on a bound of its space too (left out "
                         "of the ranking by default)")
+    _add_workers_comms(p, "fitting laws (one task per law)")
     _add_out(p, "rank", "rank.md and rank.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_json(p, "one object per law")
@@ -565,7 +572,10 @@ def cmd_validate(args) -> int:
     from tuner.views.tables import write_tables
     r = validate(args.law, args.data, train=args.train, loo=args.loo, optimizer=args.optimizer,
                  evals=args.evals, seed=args.seed, drop_outliers=not args.keep_outliers,
-                 residual=args.residual, columns=parse_columns(args.columns))
+                 residual=args.residual, columns=parse_columns(args.columns),
+                 workers=args.workers, comms=args.comms)
+    if r is None:  # an MPI worker rank: rank 0 writes and prints
+        return 0
     from tuner.views.outputs import guard, record, stems
     stem = Path(args.out).resolve() / f"{_slug(r['law'])}-{Path(args.data).stem}"
     written = guard(stems(stem, ("md", "csv")), args.force)
@@ -605,13 +615,16 @@ def cmd_rank(args) -> int:
         bars[0](done)
 
     try:
-        full = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
-                    drop_outliers=not args.keep_outliers, include_bound=args.include_bound,
-                    residual=args.residual, columns=parse_columns(args.columns),
-                    progress=progress).to_dict(orient="records")
+        table = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
+                     drop_outliers=not args.keep_outliers, include_bound=args.include_bound,
+                     residual=args.residual, columns=parse_columns(args.columns),
+                     workers=args.workers, comms=args.comms, progress=progress)
     finally:
         for bar in bars:
             bar.close()
+    if table is None:  # an MPI worker rank: rank 0 writes and prints
+        return 0
+    full = table.to_dict(orient="records")
     rows = table_rows(full)
     out.mkdir(parents=True, exist_ok=True)
     tables = write_tables(rows, out / "rank")
@@ -631,7 +644,62 @@ def cmd_rank(args) -> int:
     return 0
 
 
-VALIDATION_COMMANDS = {"validate": cmd_validate, "rank": cmd_rank}
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="a grid of fits from a file (laws × datasets × options × "
+                                     "seeds) as one libEnsemble ensemble; one results table")
+    p.add_argument("file", help="the sweep file, JSON (or TOML named .toml): {\"laws\": [...], "
+                                "\"datasets\": [...], \"evals\": 200, \"seeds\": [0], "
+                                "\"options\": {fit options by their Python names; a list "
+                                "is one more axis}}; relative paths are read from its folder")
+    _add_workers_comms(p, "fitting (one task per fit)")
+    _add_out(p, "sweep", "sweep.md and sweep.csv")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_json(p, "one object per fit (coefficients under params) and the tables' paths")
+    _force_option(p)
+
+
+def cmd_sweep(args) -> int:
+    from tuner.analysis.sweep import table_rows
+    from tuner.api import sweep
+    from tuner.run.progress import Progress
+    from tuner.views.outputs import guard, record, stems
+    from tuner.views.tables import markdown, write_tables
+    out = Path(args.out).resolve()
+    written = guard(stems(out / "sweep", ("md", "csv")), args.force)
+    bars: list[Progress] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(Progress(total, quiet=args.quiet, desc="sweep", unit="fit"))
+        bars[0](done)
+
+    try:
+        table = sweep(args.file, workers=args.workers, comms=args.comms, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if table is None:  # an MPI worker rank: rank 0 writes and prints
+        return 0
+    full = table.to_dict(orient="records")
+    rows = table_rows(full)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = write_tables(rows, out / "sweep")
+    record(written)
+    if args.json:
+        _print_json({"rows": full, "tables": [str(t) for t in tables]})
+        return 0
+    print(markdown([{k: v for k, v in r.items() if k not in full[i]["params"]}
+                    for i, r in enumerate(rows)]))
+    for r in rows:  # the coefficients, one line per fit, numbered as in the table
+        print(f"fit {r['fit']}: {_fmt_params(full[r['fit'] - 1]['params'])}")
+    for r in full:
+        for w in r["warnings"]:
+            print(f"warning: fit {r['fit']} ({r['law']} on {r['data']}): {w}")
+    print(f"tables: {tables[0]}, {tables[1]}")
+    return 0
+
+
+VALIDATION_COMMANDS = {"validate": cmd_validate, "rank": cmd_rank, "sweep": cmd_sweep}
 
 
 def _add_isoflop_parser(sub) -> None:

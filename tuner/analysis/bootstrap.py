@@ -4,8 +4,9 @@ Resample k draws its runs with ``numpy.random.default_rng([seed, k])``, so inter
 only on (data, K, seed), not on scheduling. Every resample is refitted by L-BFGS-B (analytic
 gradients, in process) warm-started from the full-data best, whatever the main optimizer was:
 a resample's optimum lies near the full-data one, so a local method finds it cheaply. With
-more than one worker (local or threads comms) the K refits run as one libEnsemble ensemble
-over a pregenerated sample (each sim is one resample refit); otherwise serially.
+more than one worker, or under MPI, the K refits are the tasks of one libEnsemble ensemble
+(``tuner.run.batch``: each task one resample refit); with one worker they run here, in order.
+Either way resample k's refit is the same computation, so intervals do not depend on workers.
 """
 from __future__ import annotations
 
@@ -54,59 +55,36 @@ class BootstrapTask:
         return np.array([params[n] for n in self.space.names])
 
 
-def sim_refit(H, persis_info, sim_specs, libE_info):
-    """libEnsemble sim_f: one resample refit per row."""
-    task: BootstrapTask = sim_specs["user"]["task"]
-    out = np.zeros(len(H), dtype=sim_specs["out"])
-    for i in range(len(H)):
-        out["theta"][i] = task.refit(int(H["k"][i]))
-    return out, persis_info
-
-
-def _run_libe(task: BootstrapTask, k: int, workers: int, comms: str, workdir: str) -> np.ndarray:
-    from libensemble.alloc_funcs.give_pregenerated_work import give_pregenerated_sim_work
-    from libensemble.libE import libE
-
-    d = len(task.space.names)
-    H0 = np.zeros(k, dtype=[("k", int), ("sim_id", int), ("sim_started", bool),
-                           ("sim_ended", bool)])
-    H0["k"] = H0["sim_id"] = np.arange(k)
-    sim_specs = {"sim_f": sim_refit, "in": ["k"], "out": [("theta", float, (d,))],
-                 "user": {"task": task}}
-    libE_specs = {"comms": comms, "nworkers": workers, "disable_log_files": True,
-                  "save_H_and_persis_on_abort": False, "abort_on_exception": True,
-                  "workflow_dir_path": workdir}
-    H, _, _ = libE(sim_specs, {}, {"sim_max": k}, {}, {"alloc_f": give_pregenerated_sim_work},
-                   libE_specs, H0=H0)
-    return np.asarray(H["theta"][np.argsort(H["k"])])
-
-
 def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, k: int,
               seed: int = 0, workers: int = 1, comms: str = "local",
-              workdir: str = ".", quiet: bool = False) -> dict:
+              workdir: str | None = None, quiet: bool = False,
+              budget: int = BUDGET) -> dict | None:
     """``intervals`` (free coefficient -> [low, high]), ``bootstrap`` (settings) and
-    ``bootstrap_params`` (the K refitted coefficient sets, read by ``tuner predict``)."""
-    task = BootstrapTask(objective, space, best, seed)
-    parallel = workers > 1 and comms in ("local", "threads")
-    if parallel:
-        thetas = _run_libe(task, k, workers, comms, workdir)
-    else:
-        from tuner.run.progress import Progress
-        bar = Progress(k, quiet=quiet, desc="bootstrap", unit="refit")
-        rows = []
-        try:
-            for i in range(k):
-                rows.append(task.refit(i))
-                bar(i + 1)
-        finally:
-            bar.close()
-        thetas = np.array(rows)
+    ``bootstrap_params`` (the K refitted coefficient sets, read by ``tuner predict``).
+    ``budget``: evaluations per refit.
+
+    The K refits are tasks of one ensemble (``tuner.run.batch``); under ``comms="mpi"`` every
+    rank calls this, and worker ranks get None."""
+    from tuner.run.batch import Task, is_manager, mpi_workers, run_tasks
+    from tuner.run.progress import Progress
+    task = BootstrapTask(objective, space, best, seed, budget)
+    bar = Progress(k, quiet=quiet or not is_manager(comms), desc="bootstrap", unit="refit")
+    try:
+        rows = run_tasks([Task(task.refit, i) for i in range(k)], workers=workers,
+                         comms=comms, progress=lambda done, total: bar(done), workdir=workdir)
+    finally:
+        bar.close()
+    if rows is None:
+        return None
+    thetas = np.array(rows)
     q = 100 * (1 - LEVEL) / 2
     lo, hi = np.percentile(thetas, [q, 100 - q], axis=0)
     intervals = {n: [float(a), float(b)] for n, a, b in zip(space.names, lo, hi)}
+    ran = mpi_workers() if comms == "mpi" else workers
     info = {"K": k, "seed": seed, "level": LEVEL, "method": "percentile",
-            "refit": f"lbfgs in process, warm start at the full-data best, {BUDGET} evaluations",
-            "parallel": f"libEnsemble, {workers} workers ({comms})" if parallel else "serial"}
+            "refit": f"lbfgs in process, warm start at the full-data best, {budget} evaluations",
+            "parallel": f"libEnsemble, {ran} workers ({comms})" if ran > 1 or comms == "mpi"
+                        else "serial"}
     sets = [space.complete(dict(zip(space.names, map(float, t)))) for t in thetas]
     flags, warnings = check_intervals(space, thetas, intervals)
     return {"intervals": intervals, "bootstrap": info, "bootstrap_params": sets,
@@ -162,9 +140,10 @@ def check_intervals(space: Space, thetas: np.ndarray, intervals: dict) -> tuple[
     return {n: f for n, f in flags.items() if f}, warnings
 
 
-def bootstrap_run(run_dir: str | Path, k: int, quiet: bool = False) -> dict:
+def bootstrap_run(run_dir: str | Path, k: int, quiet: bool = False) -> dict | None:
     """Bootstrap a finished run (its own seed, workers and comms) and add the intervals, the
-    settings and the K coefficient sets to its summary.json; returns the summary."""
+    settings and the K coefficient sets to its summary.json; returns the summary (None on
+    MPI worker ranks, which every rank of an MPI run must call this to serve)."""
     from tuner.run.fit import FitConfig, _upgrade, prepare
     from tuner.run.rundir import RunDir, write_json
     run = RunDir.open(run_dir)
@@ -174,6 +153,8 @@ def bootstrap_run(run_dir: str | Path, k: int, quiet: bool = False) -> dict:
     boot = bootstrap(prep.objective, prep.space, summary["best_params"], k=k, seed=config.seed,
                      workers=config.workers, comms=config.comms, workdir=str(run.path),
                      quiet=quiet)
+    if boot is None:
+        return None
     summary["warnings"] = summary.get("warnings", []) + boot.pop("warnings", [])
     summary.update(boot)
     write_json(run.summary_path, summary)

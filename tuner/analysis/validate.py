@@ -3,7 +3,8 @@
 The training subset is a condition over the dataset's numeric columns in the small grammar of
 ``tuner.data.filters`` (e.g. ``"n_active < 1e9"`` or ``"tokens*n_active*6 < 1e20"``; never run
 as code), an explicit mask, or, with
-leave-one-out, every run in turn (each LOO refit is warm-started from the all-runs fit).
+leave-one-out, every run in turn (each LOO refit is warm-started from the all-runs fit; the
+refits are tasks of one libEnsemble ensemble, ``tuner.run.batch``).
 """
 from __future__ import annotations
 
@@ -78,26 +79,50 @@ def _warnings(space: Space, params, dataset: Dataset) -> list[str]:
 
 
 def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "ytopt",
-                  evals: int = 200, seed: int = 0) -> dict:
-    """Each run predicted by a fit on all the others (warm-started from the all-runs fit)."""
+                  evals: int = 200, seed: int = 0, workers: int = 1,
+                  comms: str = "local") -> dict | None:
+    """Each run predicted by a fit on all the others (warm-started from the all-runs fit).
+
+    The refits are the tasks of one libEnsemble ensemble over ``workers`` (one task per
+    held-out run; under ``comms="mpi"`` every rank calls this and worker ranks get None)."""
+    from tuner.run.batch import Task, is_manager, run_tasks
+    from tuner.run.progress import Progress
     full = Objective.from_spec(spec)
     ds = full.dataset
     if len(ds) < 2:
         raise TunerError("leave-one-out needs at least 2 runs")
-    start, _ = minimize_inprocess(full, space, optimizer, budget=evals, seed=seed)
-    from tuner.run.progress import Progress
-    predicted = np.empty(len(ds))
-    bar = Progress(len(ds), desc="leave-one-out", unit="refit")
-    for i in range(len(ds)):
-        bar(i)
-        mask = np.ones(len(ds), dtype=bool)
-        mask[i] = False
-        # a local method from the all-runs optimum: one run moves the optimum a little
-        params, _ = minimize_inprocess(Objective(spec, ds.subset(mask, f"loo{i}")), space,
-                                       "lbfgs", budget=400, seed=seed, start=start, n_starts=8)
-        predicted[i] = full.predict(params)[i]
-    bar.close(len(ds))
-    out = _report(_rows(ds, np.ones(len(ds), dtype=bool), predicted), len(ds) - 1)
+    first = run_tasks([Task(_fit_all, spec, ds, space, optimizer, evals, seed)],
+                      workers=workers, comms=comms)
+    start = first[0] if first is not None else None  # worker ranks ignore their tasks
+    bar = Progress(len(ds), desc="leave-one-out", unit="refit", quiet=not is_manager(comms))
+    try:
+        predicted = run_tasks([Task(_refit_without, spec, ds, space, start, i, seed)
+                               for i in range(len(ds))], workers=workers, comms=comms,
+                              progress=lambda done, total: bar(done))
+    finally:
+        bar.close()
+    if predicted is None:
+        return None
+    out = _report(_rows(ds, np.ones(len(ds), dtype=bool), np.array(predicted)), len(ds) - 1)
     out.update({"law": full.law.name, "data": spec.data, "params": start, "leave_one_out": True,
                 "warnings": _warnings(space, start, ds)})
     return out
+
+
+def _fit_all(spec: ObjectiveSpec, ds: Dataset, space: Space, optimizer: str, evals: int,
+             seed: int) -> dict[str, float]:
+    """The all-runs fit that every leave-one-out refit starts from."""
+    params, _ = minimize_inprocess(Objective(spec, ds), space, optimizer, budget=evals,
+                                   seed=seed)
+    return params
+
+
+def _refit_without(spec: ObjectiveSpec, ds: Dataset, space: Space, start: dict, i: int,
+                   seed: int) -> float:
+    """Run i's loss predicted by a fit on every other run."""
+    mask = np.ones(len(ds), dtype=bool)
+    mask[i] = False
+    # a local method from the all-runs optimum: one run moves the optimum a little
+    params, _ = minimize_inprocess(Objective(spec, ds.subset(mask, f"loo{i}")), space,
+                                   "lbfgs", budget=400, seed=seed, start=start, n_starts=8)
+    return float(Objective(spec, ds).predict(params)[i])
