@@ -299,8 +299,8 @@ def _compile(expr, defs: Mapping | None = None) -> Callable[[dict], np.ndarray]:
             return _shared(_power_key(b.name, e.name), (b.name, e.name),
                            lambda env: np.power(base(env), exp(env)))
         if b.is_Symbol and (-e).is_Symbol:  # N**(-alpha): 1/N**alpha shares N**alpha
-            power = _compile(b ** (-e))
-            return _shared(expr, (b.name, (-e).name), lambda env: 1.0 / power(env))
+            power = _compile(b ** (-e))  # (the reciprocal itself is cheap: not kept)
+            return lambda env: 1.0 / power(env)
         return _costly(expr, defs, lambda env: np.power(base(env), exp(env)))
     if isinstance(expr, sp.exp):
         return _costly(expr, defs, lambda env: np.exp(args[0](env)))
