@@ -176,7 +176,7 @@ def test_block_sums_do_not_depend_on_the_block_size(tmp_path, blocks):
     assert _rel(curv, want_curv) < 1e-10
 
 
-def test_grouped_law_equals_the_direct_computation(tmp_path):
+def test_grouped_law_equals_the_direct_computation(tmp_path, blocks):
     obj = Objective.from_spec(ObjectiveSpec("hoffmann", _csv(tmp_path, "hoffmann", groups=True),
                                             group="corpus"))
     space = obj.default_space()
@@ -236,6 +236,21 @@ def test_terms_are_shared_and_never_stale(tmp_path):
     moved = {**p, "alpha": 0.5}
     assert np.array_equal(obj.predict(moved, terms), obj.predict(moved))
     assert not np.array_equal(first, obj.predict(moved))
+
+
+def test_terms_of_the_data_are_kept_across_evaluations(tmp_path, blocks):
+    """log N and log D (the exponents' derivatives) are computed block by block on the first
+    evaluation, then kept whole: later evaluations read them, with the same results."""
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", _csv(tmp_path, "hoffmann", n=500)))
+    p = dict(published("hoffmann"))
+    first = obj.value_and_grad(p, curvature=True)
+    kept = {k: v for k, v in obj._data_terms.items() if isinstance(v, np.ndarray)}
+    assert len(kept) == 2 and all(v.shape == (500,) for v in kept.values())
+    logs = [np.log(obj.runs.n_active), np.log(obj.runs.tokens)]
+    assert all(any(np.array_equal(v, w) for w in logs) for v in kept.values())
+    again = obj.value_and_grad(p, curvature=True)
+    assert first[0] == again[0] and first[1] == again[1]
+    np.testing.assert_array_equal(first[2], again[2])
 
 
 def test_terms_of_other_runs_are_not_served(tmp_path):

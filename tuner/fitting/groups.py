@@ -113,12 +113,17 @@ class GroupedLaw:
                  ) -> dict[str, np.ndarray]:
         return self._grouped(self.base.gradient(self._per_run(p), r, terms))
 
-    def _grouped(self, grad: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def gradient_rows(self, p: Mapping, r: Runs, terms: Terms | None = None):
+        base = self.base.gradient_rows(self._per_run(p), r, terms)
+        return lambda rows: self._grouped(base(rows), [m[rows] for m in self.masks])
+
+    def _grouped(self, grad: Mapping[str, np.ndarray], masks: Sequence[np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]:
         """The base law's gradient, a per-group coefficient's masked to its group's runs."""
         out = {}
         for c in self.base.params:
             if c in self.per_group:
-                for g, m in zip(self.labels, self.masks):
+                for g, m in zip(self.labels, self.masks if masks is None else masks):
                     out[group_name(c, g)] = np.where(m, grad[c], 0.0)
             else:
                 out[c] = grad[c]

@@ -247,30 +247,32 @@ class Objective:
             zero = {n: 0.0 for n in names}
             return (value, zero, np.zeros((k, k))) if curvature else (value, zero)
         with np.errstate(all="ignore"):
-            dpred = self.law.gradient(params, self.runs, terms)
-            g, curv = self._derivatives(pred, None if r is None else r[0],
-                                        [dpred[n] for n in names],
+            g, curv = self._derivatives(params, terms, pred, None if r is None else r[0],
                                         curvature and self.spec.kind != "paper")
         grad = dict(zip(names, map(float, g)))
         if curv is None:
             curv = np.full((k, k), np.nan)
         return (value, grad, curv) if curvature else (value, grad)
 
-    def _derivatives(self, pred: np.ndarray, r: np.ndarray | None, dpred: list[np.ndarray],
-                     curvature: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """(gradient, Gauss-Newton curvature or None) from the prediction's derivatives:
-        sum(slope * dpred) and sum(weight * dpred dpred^T) over the runs (``_weights``).
-        Accumulated block by block: a block's temporaries stay in the CPU cache, and no
-        (n, k) Jacobian is ever held."""
-        k = len(dpred)
+    def _derivatives(self, params: Mapping[str, float], terms: Terms, pred: np.ndarray,
+                     r: np.ndarray | None, curvature: bool
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(gradient, Gauss-Newton curvature or None): sum(slope * dpred) and
+        sum(weight * dpred dpred^T) over the runs (``_weights``), dpred the prediction's
+        derivatives. Made block by block, the law's derivatives included: a block's
+        temporaries stay in the CPU cache, and no (n, k) Jacobian is ever held."""
+        names = self.law.params
+        k, n = len(names), len(pred)
         grad, curv = np.zeros(k), (np.zeros((k, k)) if curvature else None)
-        jac = np.empty((min(_BLOCK, len(pred)), k), order="F")
-        for rows in _blocks(len(pred)):
+        jac = np.empty((min(_BLOCK, n), k), order="F")
+        gradient = self.law.gradient_rows(params, self.runs, terms)
+        for rows in _blocks(n):
+            dpred = gradient(rows)
             block = jac[:rows.stop - rows.start]
-            for j, d in enumerate(dpred):
-                block[:, j] = d[rows]
-            slope, weight = self._weights(pred[rows], None if r is None else r[rows],
-                                          len(pred))
+            for j, name in enumerate(names):
+                block[:, j] = dpred[name]
+            del dpred
+            slope, weight = self._weights(pred[rows], None if r is None else r[rows], n)
             grad += slope @ block
             if curv is not None:
                 block *= np.sqrt(weight, out=weight)[:, None]

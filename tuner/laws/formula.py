@@ -187,6 +187,7 @@ class Terms:
         self.values: dict = {}
         self.lasting = lasting
         self._bound: dict | None = None
+        self._pending: dict = {}  # key -> [whole-length array, row starts filled, rows filled]
 
     def bind(self, env: dict) -> None:
         """Check ``env`` against the one the stored values came from (see the class doc)."""
@@ -195,12 +196,37 @@ class Terms:
             self._bound = fixed
         elif not self._same(fixed):
             self.values.clear()
+            self._pending.clear()
             self._bound = fixed
         if self.lasting is not None:
             data = [fixed.get(v) for v in VARIABLES]
             if any(a is not b for a, b in zip(self.lasting.setdefault(TERMS, data), data)):
                 self.lasting.clear()
+                self._pending.clear()
                 self.lasting[TERMS] = data
+
+    def rows(self, rows: slice) -> "TermRows":
+        """These terms on a block of rows of the data they are bound to (``TermRows``)."""
+        return TermRows(self, rows)
+
+    def _store(self, names: frozenset) -> dict:
+        return self.lasting if self.lasting is not None and names <= _DATA else self.values
+
+    def _collect(self, key, names: frozenset, value: np.ndarray, rows: slice) -> None:
+        """Keep a value computed block by block once all of its rows are in."""
+        n = len(self._bound["D"])
+        if np.ndim(value) == 0:  # a function of the coefficients alone
+            self._store(names)[key] = value
+            return
+        if np.shape(value) != (rows.stop - rows.start,):
+            return
+        entry = self._pending.setdefault(key, [np.empty(n), set(), 0])
+        if rows.start not in entry[1]:
+            entry[0][rows] = value
+            entry[1].add(rows.start)
+            entry[2] += rows.stop - rows.start
+        if entry[2] == n:
+            self._store(names)[key] = self._pending.pop(key)[0]
 
     def _same(self, fixed: dict) -> bool:
         old = self._bound
@@ -218,10 +244,31 @@ class Terms:
         """``compute(env)``, remembered under ``key`` when none of ``names`` is volatile."""
         if names & self.volatile:
             return compute(env)
-        store = self.lasting if self.lasting is not None and names <= _DATA else self.values
+        store = self._store(names)
         value = store.get(key)
         if value is None:
             value = store[key] = compute(env)
+        return value
+
+
+class TermRows:
+    """``Terms`` on the rows ``rows`` of their data, for a pass made block by block (its
+    temporaries then stay in the CPU cache): a kept value is served sliced, and a value
+    computed on a block is collected into a whole-length one, kept once every block is in.
+    Made by ``Compiled.rows`` from the environment the terms were bound to, sliced."""
+
+    def __init__(self, whole: Terms, rows: slice):
+        self.whole, self.rows = whole, rows
+        self.volatile = whole.volatile
+
+    def get(self, key, names: frozenset, compute: Callable[[dict], np.ndarray], env: dict):
+        if names & self.volatile:
+            return compute(env)
+        value = self.whole._store(names).get(key)
+        if value is not None:
+            return value[..., self.rows] if np.ndim(value) else value
+        value = compute(env)
+        self.whole._collect(key, names, value, self.rows)
         return value
 
 
@@ -578,6 +625,23 @@ class Compiled:
 
     def gradient(self, env: dict) -> dict[str, np.ndarray]:
         return dict(zip(self.coefficients, self._grad(env)))
+
+    def gradient_rows(self, env: dict, n: int) -> Callable[[slice], dict[str, np.ndarray]]:
+        """The gradient on a block of rows, as a function of the block: ``env`` (whose Terms,
+        if any, are bound to it) sliced, per-run values (length ``n``) only. Values that do
+        not vary by run come back as scalars."""
+        per_run = [k for k, v in env.items() if k != TERMS and np.ndim(v) and
+                   np.shape(v)[-1] == n]
+        terms = env.get(TERMS)
+
+        def block(rows: slice) -> dict[str, np.ndarray]:
+            part = dict(env)
+            for k in per_run:
+                part[k] = env[k][..., rows]
+            if terms is not None:
+                part[TERMS] = terms.rows(rows)
+            return self.gradient(part)
+        return block
 
     def linear_parts(self, env: dict) -> tuple[np.ndarray, list[np.ndarray]]:
         out = self._linear(env)

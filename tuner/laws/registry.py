@@ -159,6 +159,12 @@ class Law:
         shape = self._shape(p, r)
         return {n: np.broadcast_to(grad[n], shape) for n in self.params}
 
+    def gradient_rows(self, p: Params, r: Runs, terms: fm.Terms | None = None
+                      ) -> Callable[[slice], dict[str, "np.ndarray | float"]]:
+        """``gradient`` as a function of a block of runs (a slice), for a pass made block by
+        block; a derivative that is the same for every run comes back as a scalar."""
+        return self.compiled.gradient_rows(self._env(p, r, terms), len(np.atleast_1d(r.tokens)))
+
     def value_and_grad(self, p: Params, r: Runs, terms: fm.Terms | None = None
                        ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         value, grad = self.compiled.value_and_grad(self._env(p, r, terms))
