@@ -202,8 +202,9 @@ class Objective:
             columns = self._columns(out, solve, terms)
             gram = _blockwise_gram(*columns)
             scale = scale[keep]
-        # A^T A is finite when A is (an inf or NaN reaches the diagonal); else, unless A^T A
-        # merely overflowed, the fallback scores as it may
+        # An overflow in the design leaves the fallback to score as it may. A^T A is not
+        # finite whenever the design is not (an inf or NaN reaches its diagonal), so the
+        # design itself is read only when A^T A is not finite (it may merely have overflowed).
         if not solve or not (np.all(np.isfinite(gram)) or _finite(*columns)):
             return out
         with np.errstate(all="ignore"):
@@ -258,7 +259,7 @@ class Objective:
                      r: np.ndarray | None, curvature: bool
                      ) -> tuple[np.ndarray, np.ndarray | None]:
         """(gradient, Gauss-Newton curvature or None): sum(slope * dpred) and
-        sum(weight * dpred dpred^T) over the runs (``_weights``), dpred the prediction's
+        sum(root^2 * dpred dpred^T) over the runs (``_weights``), dpred the prediction's
         derivatives. Made block by block, the law's derivatives included: a block's
         temporaries stay in the CPU cache, and no (n, k) Jacobian is ever held."""
         names = self.law.params
@@ -272,34 +273,35 @@ class Objective:
             for j, name in enumerate(names):
                 block[:, j] = dpred[name]
             del dpred
-            slope, weight = self._weights(pred[rows], None if r is None else r[rows], n)
+            slope, root = self._weights(pred[rows], None if r is None else r[rows], n)
             grad += slope @ block
             if curv is not None:
-                block *= np.sqrt(weight, out=weight)[:, None]
+                block *= root[:, None]
                 curv += block.T @ block
         return grad, curv
 
     def _weights(self, pred: np.ndarray, r: np.ndarray | None, n: int
                  ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(d objective / d prediction, Gauss-Newton weight) for some of the ``n`` runs: the
-        gradient is sum(slope * dpred), the curvature sum(weight * dpred dpred^T) (None for
-        'paper')."""
+        """(d objective / d prediction, root of the Gauss-Newton weight) for some of the ``n``
+        runs: the gradient is sum(slope * dpred), the curvature sum(root^2 dpred dpred^T)
+        (no root for 'paper')."""
         if self.spec.kind == "paper":
             return np.full_like(pred, 1.0 / n), None
-        # d residual / d prediction: 1/L for log residuals, 1 for linear ones
-        dres = None if self.linear_residual else 1.0 / pred
         if self.spec.kind == "huber":
             d = self.spec.delta
             slope = np.clip(r, -d, d)
-            irls = np.minimum(1.0, d / np.maximum(np.abs(r), 1e-300))
+            root = np.abs(r)  # IRLS weight min(1, d/|r|), written d / max(|r|, d)
+            np.maximum(root, d, out=root)
+            np.divide(d, root, out=root)
+            np.sqrt(root, out=root)
         else:
             slope = r * (2.0 / n)
-            irls = np.full_like(r, 2.0 / n)
-        if dres is not None:
+            root = np.full_like(r, math.sqrt(2.0 / n))
+        if not self.linear_residual:  # d residual / d prediction: 1/L (> 0 where scored)
+            dres = 1.0 / pred
             slope *= dres
-            irls *= dres
-            irls *= dres
-        return slope, irls
+            root *= dres
+        return slope, root
 
     def __call__(self, params: Mapping[str, float]) -> float:
         return float(self.batch({n: np.array([v]) for n, v in params.items()})[0])

@@ -255,7 +255,7 @@ class TermRows:
     """``Terms`` on the rows ``rows`` of their data, for a pass made block by block (its
     temporaries then stay in the CPU cache): a kept value is served sliced, and a value
     computed on a block is collected into a whole-length one, kept once every block is in.
-    Made by ``Compiled.rows`` from the environment the terms were bound to, sliced."""
+    Made by ``Compiled.gradient_rows`` from the environment the terms were bound to, sliced."""
 
     def __init__(self, whole: Terms, rows: slice):
         self.whole, self.rows = whole, rows
