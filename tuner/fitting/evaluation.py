@@ -54,15 +54,18 @@ def evaluate(objective: Objective, space: Space, asked: Mapping[str, float],
     params = dict(asked)
     linear = set(objective.law.linear)
     solve = [n for n in space.names if math.isnan(params[n]) and n in linear]
+    # The solve, the prediction and the derivatives share the law's powers of the data
+    # (computed once here, not three times): only the solved coefficients change between them.
+    terms = objective.terms(solve)
     try:
         if solve:
             bounds = space.solve_bounds
             default = space.default()
             try:
-                params = objective.solve_linear(params, solve, bounds, default)
+                params = objective.solve_linear(params, solve, bounds, default, terms)
             except (np.linalg.LinAlgError, ValueError, FloatingPointError, OverflowError):
                 params = {**params, **{n: default[n] for n in solve}}  # scored as a bad point
-        value, g, curv = objective.value_and_grad(params, curvature=True)
+        value, g, curv = objective.value_and_grad(params, curvature=True, terms=terms)
     except (TunerError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the law's own code failed: a bug, not a bad point

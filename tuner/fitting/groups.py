@@ -14,11 +14,17 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tuner.errors import TunerError
+from tuner.laws.formula import Terms
 from tuner.laws.registry import Law, Runs
 
 
 def group_name(coefficient: str, label: str) -> str:
     return f"{coefficient}[{label}]"
+
+
+def base_name(name: str) -> str:
+    """The law's coefficient behind ``name`` (``e`` for ``e[c4]``, ``e`` for ``e``)."""
+    return name.split("[", 1)[0]
 
 
 class GroupedLaw:
@@ -96,22 +102,32 @@ class GroupedLaw:
             out[c] = v
         return out
 
-    def predict(self, p: Mapping, r: Runs) -> np.ndarray:
-        return self.base.predict(self._per_run(p), r)
+    def predict(self, p: Mapping, r: Runs, terms: Terms | None = None) -> np.ndarray:
+        return self.base.predict(self._per_run(p), r, terms)
 
-    def value_and_grad(self, p: Mapping, r: Runs):
-        value, grad = self.base.value_and_grad(self._per_run(p), r)
+    def value_and_grad(self, p: Mapping, r: Runs, terms: Terms | None = None):
+        value, grad = self.base.value_and_grad(self._per_run(p), r, terms)
+        return value, self._grouped(grad)
+
+    def gradient(self, p: Mapping, r: Runs, terms: Terms | None = None
+                 ) -> dict[str, np.ndarray]:
+        return self._grouped(self.base.gradient(self._per_run(p), r, terms))
+
+    def gradient_rows(self, p: Mapping, r: Runs, terms: Terms | None = None):
+        base = self.base.gradient_rows(self._per_run(p), r, terms)
+        return lambda rows: self._grouped(base(rows), [m[rows] for m in self.masks])
+
+    def _grouped(self, grad: Mapping[str, np.ndarray], masks: Sequence[np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """The base law's gradient, a per-group coefficient's masked to its group's runs."""
         out = {}
         for c in self.base.params:
             if c in self.per_group:
-                for g, m in zip(self.labels, self.masks):
+                for g, m in zip(self.labels, self.masks if masks is None else masks):
                     out[group_name(c, g)] = np.where(m, grad[c], 0.0)
             else:
                 out[c] = grad[c]
-        return value, out
-
-    def gradient(self, p: Mapping, r: Runs) -> dict[str, np.ndarray]:
-        return self.value_and_grad(p, r)[1]
+        return out
 
     def _exponent(self, c: str, n: str, p: Mapping) -> float:
         k = self.base.power[c]
@@ -120,7 +136,7 @@ class GroupedLaw:
         return p[k]
 
     def _base_of(self, n: str) -> str:
-        return n.split("[", 1)[0] if "[" in n else n
+        return base_name(n)
 
     def to_weight(self, name: str, value: float, p: Mapping) -> float:
         c = self._base_of(name)
@@ -130,12 +146,18 @@ class GroupedLaw:
         c = self._base_of(name)
         return w ** (1.0 / self._exponent(c, name, p)) if c in self.base.power else w
 
-    def linear_columns(self, p: Mapping, r: Runs, names: Sequence[str]):
+    def linear_columns(self, p: Mapping, r: Runs, names: Sequence[str],
+                       terms: Terms | None = None):
+        offset, cols = self.linear_parts(p, r, names, terms)
+        return offset, (np.column_stack(cols) if cols else np.zeros((len(offset), 0)))
+
+    def linear_parts(self, p: Mapping, r: Runs, names: Sequence[str],
+                     terms: Terms | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         base_names = [c for c in self.base.linear if any(self._base_of(n) == c for n in names)]
         per_run = self._per_run(p)
         # weights of power-linear coefficients depend on (possibly per-run) exponents
-        offset, cols = self.base.linear_columns(per_run, r, base_names)
-        col = {c: cols[:, i] for i, c in enumerate(base_names)}
+        offset, cols = self.base.linear_parts(per_run, r, base_names, terms)
+        col = dict(zip(base_names, cols))
         offset = offset.copy()
         for c in base_names:
             for n, m in zip(self.expanded(c), self.masks if c in self.per_group else [None]):
@@ -150,7 +172,7 @@ class GroupedLaw:
                 out.append(np.where(self.masks[g], col[c], 0.0))
             else:
                 out.append(col[c])
-        return offset, (np.column_stack(out) if out else np.zeros((len(offset), 0)))
+        return offset, out
 
     def expand_space(self, space, loss: np.ndarray | None = None):
         """A base law's space with each per-group coefficient's dimension copied per group;

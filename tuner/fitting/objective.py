@@ -19,11 +19,15 @@ import numpy as np
 from tuner.data.datasets import Dataset
 from tuner.errors import TunerError
 from tuner.laws import Law, get_law
-from tuner.fitting.groups import GroupedLaw
+from tuner.laws.formula import Terms
+from tuner.fitting.groups import GroupedLaw, base_name
 
 OBJECTIVES = ("huber", "mse", "paper")
 RESIDUALS = ("log", "linear")
 PENALTY = 1.0e6
+# The normal equations square the columns' condition number: above this, the solve's
+# solution could lose more than ~1e-10 of its digits and the solve takes the QR way.
+_COND_NORMAL = 1e3
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,18 @@ class ObjectiveSpec:
 
 
 def huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """0.5 r^2 where |r| <= delta, else delta (|r| - delta/2): the same operations as that
+    formula, done in place (on a million runs every temporary vector counts)."""
     a = np.abs(r)
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    if np.ndim(a) == 0:
+        return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    small = a <= delta
+    square = 0.5 * r
+    square *= r
+    a -= 0.5 * delta
+    a *= delta
+    np.copyto(a, square, where=small)
+    return a
 
 
 class Objective:
@@ -85,6 +99,8 @@ class Objective:
         self.linear_residual = spec.residual == "linear"
         # target: what predictions are compared with (log L or L itself)
         self.target = None if loss is None else (loss if self.linear_residual else np.log(loss))
+        # terms of the data alone (log N, ...) the derivatives need, kept across evaluations
+        self._data_terms: dict = {}
 
     @classmethod
     def from_spec(cls, spec: ObjectiveSpec) -> "Objective":
@@ -105,11 +121,22 @@ class Objective:
         return self.law.expand_space(space, self.obs)
 
     def _residual(self, pred: np.ndarray) -> np.ndarray:
-        return pred - self.target if self.linear_residual else np.log(pred) - self.target
+        if self.linear_residual:
+            return pred - self.target
+        r = np.log(pred)
+        r -= self.target  # in place: one vector fewer at the peak
+        return r
 
-    def predict(self, params: Mapping[str, np.ndarray | float]) -> np.ndarray:
+    def terms(self, solving: Sequence[str] = ()) -> Terms:
+        """A store sharing the costly terms (powers, logs) between the passes of one
+        evaluation (``formula.Terms``): pass it to ``solve_linear`` and ``value_and_grad``.
+        It stays valid while only the coefficients ``solving`` change."""
+        return Terms({base_name(n) for n in solving}, self._data_terms)
+
+    def predict(self, params: Mapping[str, np.ndarray | float],
+                terms: Terms | None = None) -> np.ndarray:
         with np.errstate(all="ignore"):
-            return np.asarray(self.law.predict(params, self.runs), dtype=float)
+            return np.asarray(self.law.predict(params, self.runs, terms), dtype=float)
 
     def batch(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
         """Score k coefficient sets given as arrays of length k: one (k, n) pass."""
@@ -118,6 +145,12 @@ class Objective:
 
     def _score(self, pred: np.ndarray) -> np.ndarray:
         """Objective values of (k, n) predictions; PENALTY where a prediction is invalid."""
+        return self._score_and_residual(pred)[0]
+
+    def _score_and_residual(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``_score`` and the (k, n) residuals it used (None for 'paper'), which the
+        derivatives reuse."""
+        r = None
         with np.errstate(all="ignore"):
             valid = np.isfinite(pred) if self.linear_residual else np.isfinite(pred) & (pred > 0)
             bad = ~np.all(valid, axis=1)
@@ -128,20 +161,23 @@ class Objective:
                 value = (huber(r, self.spec.delta).sum(axis=1) if self.spec.kind == "huber"
                          else (r * r).mean(axis=1))
         value = np.where(bad | ~np.isfinite(value), PENALTY, np.minimum(value, PENALTY))
-        return value
+        return value, r
 
     def solve_linear(self, params: Mapping[str, float], names: Sequence[str],
                      bounds: Mapping[str, tuple[float, float]],
-                     fallback: Mapping[str, float]) -> dict[str, float]:
+                     fallback: Mapping[str, float],
+                     terms: Terms | None = None) -> dict[str, float]:
         """``params`` with the coefficients ``names``, which the law is linear in, solved.
 
         They minimise the squared relative error sum(((L_pred - L_obs) / L_obs)^2), the
-        first-order form of the log residual (the squared error itself for linear residuals) (not the Huber objective itself: the polish
-        finishes the job), within ``bounds`` (natural units): a bounded linear least-squares
-        problem, built from the law's terms at these runs and reduced to a k x k system by QR,
-        so its cost after that does not grow with the data. A coefficient the data cannot
-        determine (an all-zero column, e.g. Eq 7's c on dense runs, or a weight aD^bD with
-        bD = 0 or a box reaching aD <= 0) keeps its ``fallback`` value, clipped to its box."""
+        first-order form of the log residual (the squared error itself for linear residuals)
+        (not the Huber objective itself: the polish finishes the job), within ``bounds``
+        (natural units): a bounded linear least-squares problem, built from the law's terms
+        at these runs and reduced to a k x k system (``_reduce``), so its cost after that does
+        not grow with the data. A coefficient the data cannot determine (an all-zero column,
+        e.g. Eq 7's c on dense runs, or a weight aD^bD with bD = 0 or a box reaching aD <= 0)
+        keeps its ``fallback`` value, clipped to its box. ``terms`` (from ``self.terms``)
+        lets the prediction and gradient that follow reuse the law's terms."""
         from scipy.optimize import lsq_linear
 
         if self.target is None:
@@ -157,69 +193,115 @@ class Objective:
             return bool(np.isfinite(k) and k != 0 and min(bounds[n]) > 0)
 
         solve = [n for n in names if powered_ok(n)]
-        with np.errstate(all="ignore"):
-            offset, cols = law.linear_columns(out, self.runs, solve)
-            obs = self.obs if not self.linear_residual else np.ones_like(self.obs)
-            target = self.obs
-            m, t = cols / obs[:, None], (target - offset) / obs
-            scale = np.sqrt((m * m).sum(axis=0))
+        columns = self._columns(out, solve, terms)
+        gram = _blockwise_gram(*columns)
+        scale = np.sqrt(np.diag(gram)[:len(solve)])
         keep = np.isfinite(scale) & (scale > 0)
         if not keep.all():  # unidentifiable columns: their fallback value joins the offset
             solve = [n for n, k in zip(solve, keep) if k]
-            with np.errstate(all="ignore"):
-                offset, cols = law.linear_columns(out, self.runs, solve)
-                m, t = cols / obs[:, None], (target - offset) / obs
+            columns = self._columns(out, solve, terms)
+            gram = _blockwise_gram(*columns)
             scale = scale[keep]
-        if not solve or not (np.all(np.isfinite(m)) and np.all(np.isfinite(t))):
-            return out  # nothing to solve, or an overflow: the fallback scores as it may
+        # An overflow in the design leaves the fallback to score as it may. A^T A is not
+        # finite whenever the design is not (an inf or NaN reaches its diagonal), so the
+        # design itself is read only when A^T A is not finite (it may merely have overflowed).
+        if not solve or not (np.all(np.isfinite(gram)) or _finite(*columns)):
+            return out
         with np.errstate(all="ignore"):
             lo = np.array([law.to_weight(n, bounds[n][0], out) for n in solve])
             hi = np.array([law.to_weight(n, bounds[n][1], out) for n in solve])
         lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             return out
-        q, r = np.linalg.qr(m / scale)
-        res = lsq_linear(r, q.T @ t, bounds=(lo * scale, hi * scale), method="bvls")
+        r, qt = _reduce(columns, gram, scale)
+        res = lsq_linear(r, qt, bounds=(lo * scale, hi * scale), method="bvls")
         for n, v in zip(solve, np.clip(res.x / scale, lo, hi)):
             out[n] = float(np.clip(law.from_weight(n, float(v), out), *sorted(bounds[n])))
         return out
 
-    def value_and_grad(self, params: Mapping[str, float], curvature: bool = False):
+    def _columns(self, params: Mapping[str, float], solve: Sequence[str],
+                 terms: Terms | None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """The least squares of ``solve_linear`` as (law columns, L_obs - offset, divisor):
+        the design is [columns | L_obs - offset] / divisor (L_obs for log residuals, 1 for
+        linear ones), formed block by block where it is used, never as a whole."""
+        offset, cols = self.law.linear_parts(params, self.runs, solve, terms)
+        with np.errstate(all="ignore"):
+            np.subtract(self.obs, offset, out=offset)
+        return cols, offset, (np.ones(1) if self.linear_residual else self.obs)
+
+    def value_and_grad(self, params: Mapping[str, float], curvature: bool = False,
+                       terms: Terms | None = None):
         """The objective and its gradient in natural units (zeros at a penalized point).
 
         With ``curvature``, also a Gauss-Newton matrix over the law's coefficients from the
         same pass: J^T W J with J the log-prediction's Jacobian and W the IRLS weights of the
         objective (Huber: min(1, delta/|r|)), the curvature a Levenberg-Marquardt step uses;
-        NaN for the 'paper' objective, which has no residuals."""
-        pred = self.predict(params)  # one prediction serves the value and the derivatives
-        value = float(self._score(np.atleast_2d(pred))[0])
+        NaN for the 'paper' objective, which has no residuals. ``terms`` (``self.terms``)
+        shares the law's powers with a ``solve_linear`` just made at the same exponents."""
+        terms = self.terms() if terms is None else terms  # powers shared by both passes
+        pred = self.predict(params, terms)  # one prediction serves the value and derivatives
+        value, r = self._score_and_residual(pred[None, :])
+        value = float(value[0])
         names = self.law.params
         k = len(names)
-        curv = np.full((k, k), np.nan)
         if value >= PENALTY:
             zero = {n: 0.0 for n in names}
             return (value, zero, np.zeros((k, k))) if curvature else (value, zero)
         with np.errstate(all="ignore"):
-            dpred = self.law.gradient(params, self.runs)
-            # d residual / d prediction: 1/L for log residuals, 1 for linear ones
-            dres = np.ones_like(pred) if self.linear_residual else 1.0 / pred
-            if self.spec.kind == "paper":
-                weight = np.full_like(pred, 1.0 / len(pred))
-            else:
-                r = self._residual(pred)
-                if self.spec.kind == "huber":
-                    d = self.spec.delta
-                    weight = np.clip(r, -d, d) * dres
-                    irls = np.minimum(1.0, d / np.maximum(np.abs(r), 1e-300))
-                else:
-                    weight = 2.0 * r * dres / len(pred)
-                    irls = np.full_like(r, 2.0 / len(r))
-            grad = {n: float(np.sum(weight * dpred[n])) for n in names}
-            if curvature and self.spec.kind != "paper":
-                jac = np.column_stack([np.broadcast_to(dpred[n], pred.shape) * dres
-                                       for n in names])
-                curv = (jac * irls[:, None]).T @ jac
+            g, curv = self._derivatives(params, terms, pred, None if r is None else r[0],
+                                        curvature and self.spec.kind != "paper")
+        grad = dict(zip(names, map(float, g)))
+        if curv is None:
+            curv = np.full((k, k), np.nan)
         return (value, grad, curv) if curvature else (value, grad)
+
+    def _derivatives(self, params: Mapping[str, float], terms: Terms, pred: np.ndarray,
+                     r: np.ndarray | None, curvature: bool
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(gradient, Gauss-Newton curvature or None): sum(slope * dpred) and
+        sum(root^2 * dpred dpred^T) over the runs (``_weights``), dpred the prediction's
+        derivatives. Made block by block, the law's derivatives included: a block's
+        temporaries stay in the CPU cache, and no (n, k) Jacobian is ever held."""
+        names = self.law.params
+        k, n = len(names), len(pred)
+        grad, curv = np.zeros(k), (np.zeros((k, k)) if curvature else None)
+        jac = np.empty((min(_BLOCK, n), k), order="F")
+        gradient = self.law.gradient_rows(params, self.runs, terms)
+        for rows in _blocks(n):
+            dpred = gradient(rows)
+            block = jac[:rows.stop - rows.start]
+            for j, name in enumerate(names):
+                block[:, j] = dpred[name]
+            del dpred
+            slope, root = self._weights(pred[rows], None if r is None else r[rows], n)
+            grad += slope @ block
+            if curv is not None:
+                block *= root[:, None]
+                curv += block.T @ block
+        return grad, curv
+
+    def _weights(self, pred: np.ndarray, r: np.ndarray | None, n: int
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(d objective / d prediction, root of the Gauss-Newton weight) for some of the ``n``
+        runs: the gradient is sum(slope * dpred), the curvature sum(root^2 dpred dpred^T)
+        (no root for 'paper')."""
+        if self.spec.kind == "paper":
+            return np.full_like(pred, 1.0 / n), None
+        if self.spec.kind == "huber":
+            d = self.spec.delta
+            slope = np.clip(r, -d, d)
+            root = np.abs(r)  # IRLS weight min(1, d/|r|), written d / max(|r|, d)
+            np.maximum(root, d, out=root)
+            np.divide(d, root, out=root)
+            np.sqrt(root, out=root)
+        else:
+            slope = r * (2.0 / n)
+            root = np.full_like(r, math.sqrt(2.0 / n))
+        if not self.linear_residual:  # d residual / d prediction: 1/L (> 0 where scored)
+            dres = 1.0 / pred
+            slope *= dres
+            root *= dres
+        return slope, root
 
     def __call__(self, params: Mapping[str, float]) -> float:
         return float(self.batch({n: np.array([v]) for n, v in params.items()})[0])
@@ -242,3 +324,63 @@ class Objective:
             return float("nan")
         r = self.residuals(params)
         return float(np.sqrt(np.mean(r * r))) if np.all(np.isfinite(r)) else float("inf")
+
+
+_BLOCK = 16384  # rows per block of a block-wise sum: its temporaries stay in the CPU cache
+
+
+def _blocks(n: int):
+    return (slice(i, min(i + _BLOCK, n)) for i in range(0, n, _BLOCK))
+
+
+def _design_block(cols: list[np.ndarray], target: np.ndarray, divisor: np.ndarray,
+                  rows: slice, out: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of the design [cols | target] / divisor, written into ``out``."""
+    d = divisor[rows] if len(divisor) > 1 else divisor[0]
+    for j, c in enumerate(cols):
+        np.divide(c[rows], d, out=out[:, j])
+    np.divide(target[rows], d, out=out[:, len(cols)])
+    return out
+
+
+def _blockwise_gram(cols: list[np.ndarray], target: np.ndarray, divisor: np.ndarray
+                    ) -> np.ndarray:
+    """A^T A for the design A = [cols | target] / divisor, without forming A."""
+    k = len(cols) + 1
+    gram = np.zeros((k, k))
+    buf = np.empty((min(_BLOCK, len(target)), k), order="F")
+    with np.errstate(all="ignore"):
+        for rows in _blocks(len(target)):
+            a = _design_block(cols, target, divisor, rows, buf[:rows.stop - rows.start])
+            gram += a.T @ a
+    return gram
+
+
+def _finite(cols: list[np.ndarray], target: np.ndarray, divisor: np.ndarray) -> bool:
+    with np.errstate(all="ignore"):
+        return all(np.all(np.isfinite(np.divide(c, divisor))) for c in [*cols, target])
+
+
+def _reduce(columns: tuple, gram: np.ndarray, scale: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(R, Q^T t): a k x k upper-triangular system with the same least-squares solution as
+    the design's first k columns, divided by ``scale``, against its last column t.
+
+    From the Cholesky factor of the scaled A^T A (no pass over the data) when it is well
+    conditioned; else from a QR factorization of the design (one more pass)."""
+    k = len(scale)
+    g = gram[:k, :k] / np.outer(scale, scale)
+    try:
+        lower = np.linalg.cholesky(g)
+        if np.all(np.isfinite(gram)) and np.linalg.cond(lower) <= _COND_NORMAL:
+            from scipy.linalg import solve_triangular
+            return lower.T, solve_triangular(lower, gram[:k, k] / scale, lower=True)
+    except np.linalg.LinAlgError:
+        pass
+    cols, target, divisor = columns
+    design = np.empty((len(target), k + 1), order="F")
+    with np.errstate(all="ignore"):
+        _design_block(cols, target, divisor, slice(0, len(target)), design)
+        design[:, :k] /= scale
+    rr = np.linalg.qr(design, mode="r")
+    return rr[:k, :k], rr[:k, k]

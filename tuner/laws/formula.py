@@ -163,12 +163,150 @@ def _to_sympy(node: ast.AST, symbols: dict):
     raise AssertionError(f"unchecked node {type(node).__name__}")  # check() refused it
 
 
-# -- numpy evaluation of SymPy trees (our own walker: nothing generated is exec'd) ------------
+# -- terms shared by the passes of one evaluation ------------------------------------------------
 
-def _compile(expr) -> Callable[[dict], np.ndarray]:
-    """A function of an environment (symbol name -> array) computing ``expr`` with numpy."""
+TERMS = "_terms"  # the environment key of a Terms ('_' names cannot clash with a coefficient)
+
+
+class Terms:
+    """The costly subexpressions (powers, exp, log) of one evaluation, computed once.
+
+    An evaluation computes the law's linear form (to solve the coefficients it is linear in),
+    then the prediction and the gradient at the solved point. All three need the same powers
+    of the data (``N**alpha``, ``log(N)``), which cost far more than the arithmetic around
+    them. A ``Terms`` put in the environment keeps each such value whose inputs stay fixed:
+    every name except ``volatile`` (the coefficients being solved). Values of the data alone
+    go to ``lasting``, a dict its owner keeps across evaluations on the same data.
+
+    Reuse is safe by construction: the first environment seen is remembered (data arrays by
+    identity, coefficients by value), and one that differs empties the store.
+    """
+
+    def __init__(self, volatile: Sequence[str] = (), lasting: dict | None = None):
+        self.volatile = frozenset(volatile)
+        self.values: dict = {}
+        self.lasting = lasting
+        self._bound: dict | None = None
+        self._pending: dict = {}  # key -> [whole-length array, row starts filled, rows filled]
+
+    def bind(self, env: dict) -> None:
+        """Check ``env`` against the one the stored values came from (see the class doc)."""
+        fixed = {k: v for k, v in env.items() if k != TERMS and k not in self.volatile}
+        if self._bound is None:
+            self._bound = fixed
+        elif not self._same(fixed):
+            self.values.clear()
+            self._pending.clear()
+            self._bound = fixed
+        if self.lasting is not None:
+            data = [fixed.get(v) for v in VARIABLES]
+            if any(a is not b for a, b in zip(self.lasting.setdefault(TERMS, data), data)):
+                self.lasting.clear()
+                self._pending.clear()
+                self.lasting[TERMS] = data
+
+    def rows(self, rows: slice) -> "TermRows":
+        """These terms on a block of rows of the data they are bound to (``TermRows``)."""
+        return TermRows(self, rows)
+
+    def _store(self, names: frozenset) -> dict:
+        return self.lasting if self.lasting is not None and names <= _DATA else self.values
+
+    def _collect(self, key, names: frozenset, value: np.ndarray, rows: slice) -> None:
+        """Keep a value computed block by block once all of its rows are in."""
+        n = len(self._bound["D"])
+        if np.ndim(value) == 0:  # a function of the coefficients alone
+            self._store(names)[key] = value
+            return
+        if np.shape(value) != (rows.stop - rows.start,):
+            return
+        entry = self._pending.setdefault(key, [np.empty(n), set(), 0])
+        if rows.start not in entry[1]:
+            entry[0][rows] = value
+            entry[1].add(rows.start)
+            entry[2] += rows.stop - rows.start
+        if entry[2] == n:
+            self._store(names)[key] = self._pending.pop(key)[0]
+
+    def _same(self, fixed: dict) -> bool:
+        old = self._bound
+        if old.keys() != fixed.keys():
+            return False
+        for k, v in fixed.items():
+            if k in VARIABLES:
+                if v is not old[k]:
+                    return False
+            elif v is not old[k] and not np.array_equal(v, old[k], equal_nan=True):
+                return False
+        return True
+
+    def get(self, key, names: frozenset, compute: Callable[[dict], np.ndarray], env: dict):
+        """``compute(env)``, remembered under ``key`` when none of ``names`` is volatile."""
+        if names & self.volatile:
+            return compute(env)
+        store = self._store(names)
+        value = store.get(key)
+        if value is None:
+            value = store[key] = compute(env)
+        return value
+
+
+class TermRows:
+    """``Terms`` on the rows ``rows`` of their data, for a pass made block by block (its
+    temporaries then stay in the CPU cache): a kept value is served sliced, and a value
+    computed on a block is collected into a whole-length one, kept once every block is in.
+    Made by ``Compiled.gradient_rows`` from the environment the terms were bound to, sliced."""
+
+    def __init__(self, whole: Terms, rows: slice):
+        self.whole, self.rows = whole, rows
+        self.volatile = whole.volatile
+
+    def get(self, key, names: frozenset, compute: Callable[[dict], np.ndarray], env: dict):
+        if names & self.volatile:
+            return compute(env)
+        value = self.whole._store(names).get(key)
+        if value is not None:
+            return value[..., self.rows] if np.ndim(value) else value
+        value = compute(env)
+        self.whole._collect(key, names, value, self.rows)
+        return value
+
+
+_DATA = frozenset(VARIABLES)
+
+
+_KEYS: dict = {}  # expression -> small int: a cheap dictionary key at evaluation time
+
+
+def _shared(key, names, compute: Callable[[dict], np.ndarray]) -> Callable[[dict], np.ndarray]:
+    """``compute``, kept in the environment's Terms (if any) under ``key`` (an expression)."""
+    names = frozenset(names)
+    key = _KEYS.setdefault(key, len(_KEYS))
+
+    def shared(env):
+        terms = env.get(TERMS)
+        return compute(env) if terms is None else terms.get(key, names, compute, env)
+    return shared
+
+
+def _power_key(base: str, exponent: str):
+    """The key of base**exponent for two names: one key for both walkers, which compute it
+    alike (``np.power`` of the two values), so the prediction and the derivatives share it."""
     import sympy as sp
 
+    return sp.Pow(sp.Symbol(base), sp.Symbol(exponent), evaluate=False)
+
+
+# -- numpy evaluation of SymPy trees (our own walker: nothing generated is exec'd) ------------
+
+def _compile(expr, defs: Mapping | None = None) -> Callable[[dict], np.ndarray]:
+    """A function of an environment (symbol name -> array) computing ``expr`` with numpy.
+
+    ``defs`` maps the common-subexpression symbols ``expr`` may use to what they stand for,
+    so a costly term is shared (``Terms``) under the same key in every program."""
+    import sympy as sp
+
+    defs = defs or {}
     if expr.is_Symbol:
         name = expr.name
         return lambda env: env[name]
@@ -177,7 +315,7 @@ def _compile(expr) -> Callable[[dict], np.ndarray]:
         return lambda env: value
     if expr is sp.E:
         return lambda env: math.e
-    args = [_compile(a) for a in expr.args]
+    args = [_compile(a, defs) for a in expr.args]
     if expr.is_Add:
         def add(env, args=args):
             out = args[0](env)
@@ -203,11 +341,18 @@ def _compile(expr) -> Callable[[dict], np.ndarray]:
             return lambda env: np.sqrt(base(env))
         if e == -sp.Rational(1, 2):
             return lambda env: 1.0 / np.sqrt(base(env))
-        return lambda env: np.power(base(env), exp(env))
+        b = expr.args[0]
+        if b.is_Symbol and e.is_Symbol:  # as the formula's own walker computes N**alpha
+            return _shared(_power_key(b.name, e.name), (b.name, e.name),
+                           lambda env: np.power(base(env), exp(env)))
+        if b.is_Symbol and (-e).is_Symbol:  # N**(-alpha): 1/N**alpha shares N**alpha
+            power = _compile(b ** (-e))  # (the reciprocal itself is cheap: not kept)
+            return lambda env: 1.0 / power(env)
+        return _costly(expr, defs, lambda env: np.power(base(env), exp(env)))
     if isinstance(expr, sp.exp):
-        return lambda env: np.exp(args[0](env))
+        return _costly(expr, defs, lambda env: np.exp(args[0](env)))
     if isinstance(expr, sp.log):
-        return lambda env: np.log(args[0](env))
+        return _costly(expr, defs, lambda env: np.log(args[0](env)))
     if isinstance(expr, (sp.Min, sp.Max)):
         fold = np.minimum if isinstance(expr, sp.Min) else np.maximum
 
@@ -222,6 +367,13 @@ def _compile(expr) -> Callable[[dict], np.ndarray]:
     if isinstance(expr, sp.Piecewise) or isinstance(expr, sp.Abs) or isinstance(expr, sp.sign):
         raise TunerError(f"law formula: cannot evaluate {expr}")
     raise TunerError(f"law formula: unsupported expression {type(expr).__name__}: {expr}")
+
+
+def _costly(expr, defs: Mapping, compute: Callable[[dict], np.ndarray]
+            ) -> Callable[[dict], np.ndarray]:
+    """``compute`` of a power, exp or log, shared under its full expression."""
+    full = expr.xreplace(defs)
+    return _shared(full, (s.name for s in full.free_symbols), compute)
 
 
 def _compile_ast(node: ast.AST) -> Callable[[dict], np.ndarray]:
@@ -249,6 +401,9 @@ def _compile_ast(node: ast.AST) -> Callable[[dict], np.ndarray]:
             return lambda env: a(env) * b(env)
         if op is ast.Div:
             return lambda env: a(env) / b(env)
+        if isinstance(node.left, ast.Name) and isinstance(node.right, ast.Name):
+            names = [("lambda" if n.id == "lambda_" else n.id) for n in (node.left, node.right)]
+            return _shared(_power_key(*names), names, lambda env: np.power(a(env), b(env)))
         return lambda env: np.power(a(env), b(env))
     if isinstance(node, ast.Call):
         args = [_compile_ast(x) for x in node.args]
@@ -274,8 +429,12 @@ class Program:
 
         # '_' names cannot clash with a user's coefficient (the grammar refuses them).
         reps, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("_t"), optimizations=None)
-        self.steps = [(s.name, _compile(e)) for s, e in reps]
-        self.outputs = [_compile(e) for e in reduced]
+        defs: dict = {}  # each '_t' symbol -> the expression it stands for (keys of Terms)
+        self.steps = []
+        for s, e in reps:
+            self.steps.append((s.name, _compile(e, defs)))
+            defs[s] = e.xreplace(defs)
+        self.outputs = [_compile(e, defs) for e in reduced]
 
     def __call__(self, env: dict) -> list:
         env = dict(env)
@@ -462,7 +621,27 @@ class Compiled:
         return self._value(env)
 
     def value_and_grad(self, env: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        return self._value(env), dict(zip(self.coefficients, self._grad(env)))
+        return self._value(env), self.gradient(env)
+
+    def gradient(self, env: dict) -> dict[str, np.ndarray]:
+        return dict(zip(self.coefficients, self._grad(env)))
+
+    def gradient_rows(self, env: dict, n: int) -> Callable[[slice], dict[str, np.ndarray]]:
+        """The gradient on a block of rows, as a function of the block: ``env`` (whose Terms,
+        if any, are bound to it) sliced, per-run values (length ``n``) only. Values that do
+        not vary by run come back as scalars."""
+        per_run = [k for k, v in env.items() if k != TERMS and np.ndim(v) and
+                   np.shape(v)[-1] == n]
+        terms = env.get(TERMS)
+
+        def block(rows: slice) -> dict[str, np.ndarray]:
+            part = dict(env)
+            for k in per_run:
+                part[k] = env[k][..., rows]
+            if terms is not None:
+                part[TERMS] = terms.rows(rows)
+            return self.gradient(part)
+        return block
 
     def linear_parts(self, env: dict) -> tuple[np.ndarray, list[np.ndarray]]:
         out = self._linear(env)

@@ -135,41 +135,62 @@ class Law:
         return [n for n in self.params if n in lost]
 
     # -- numbers ----------------------------------------------------------------------------
-    def _env(self, p: Params, r: Runs) -> dict:
+    def _env(self, p: Params, r: Runs, terms: fm.Terms | None = None) -> dict:
         env = {v: getattr(r, col) for v, col in fm.VARIABLES.items()}
         # numpy values: 1/0 is inf (a bad point), not Python's ZeroDivisionError
         env.update({n: np.asarray(p[n], dtype=float) for n in self._names[0]})
+        if terms is not None:
+            terms.bind(env)
+            env[fm.TERMS] = terms
         return env
 
     def _shape(self, p: Params, r: Runs) -> tuple[int, ...]:
         return np.broadcast_shapes(np.shape(r.tokens), *(np.shape(p[n]) for n in self.params))
 
-    def predict(self, p: Params, r: Runs) -> np.ndarray:
-        """Predicted loss (broadcast over runs and coefficient arrays)."""
-        return np.broadcast_to(self.compiled.value(self._env(p, r)), self._shape(p, r))
+    def predict(self, p: Params, r: Runs, terms: fm.Terms | None = None) -> np.ndarray:
+        """Predicted loss (broadcast over runs and coefficient arrays). ``terms`` shares
+        costly subexpressions with the other passes of one evaluation (``formula.Terms``)."""
+        return np.broadcast_to(self.compiled.value(self._env(p, r, terms)), self._shape(p, r))
 
-    def gradient(self, p: Params, r: Runs) -> dict[str, np.ndarray]:
-        return self.value_and_grad(p, r)[1]
+    def gradient(self, p: Params, r: Runs, terms: fm.Terms | None = None
+                 ) -> dict[str, np.ndarray]:
+        """d prediction / d coefficient per run, without the prediction itself."""
+        grad = self.compiled.gradient(self._env(p, r, terms))
+        shape = self._shape(p, r)
+        return {n: np.broadcast_to(grad[n], shape) for n in self.params}
 
-    def value_and_grad(self, p: Params, r: Runs) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        value, grad = self.compiled.value_and_grad(self._env(p, r))
+    def gradient_rows(self, p: Params, r: Runs, terms: fm.Terms | None = None
+                      ) -> Callable[[slice], dict[str, "np.ndarray | float"]]:
+        """``gradient`` as a function of a block of runs (a slice), for a pass made block by
+        block; a derivative that is the same for every run comes back as a scalar."""
+        return self.compiled.gradient_rows(self._env(p, r, terms), len(np.atleast_1d(r.tokens)))
+
+    def value_and_grad(self, p: Params, r: Runs, terms: fm.Terms | None = None
+                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        value, grad = self.compiled.value_and_grad(self._env(p, r, terms))
         shape = self._shape(p, r)
         return (np.broadcast_to(value, shape),
                 {n: np.broadcast_to(grad[n], shape) for n in self.params})
 
-    def linear_columns(self, p: Params, r: Runs, names: Sequence[str]
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def linear_columns(self, p: Params, r: Runs, names: Sequence[str],
+                       terms: fm.Terms | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(offset (n,), columns (n, k)) with L = offset + columns @ w for the weights of
         ``names`` (linear coefficients; the others keep their values in ``p``)."""
-        offset, cols = self.compiled.linear_parts(self._env(p, r))
+        offset, cols = self.linear_parts(p, r, names, terms)
+        return offset, (np.column_stack(cols) if cols else np.zeros((len(offset), 0)))
+
+    def linear_parts(self, p: Params, r: Runs, names: Sequence[str],
+                     terms: fm.Terms | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``linear_columns`` with the columns as a list of (n,) arrays, some of them
+        read-only broadcasts (a constant column costs no memory)."""
+        offset, cols = self.compiled.linear_parts(self._env(p, r, terms))
         shape = np.shape(r.tokens)
         offset = np.broadcast_to(offset, shape).astype(float)
         by_name = dict(zip(self.compiled.linear, (np.broadcast_to(c, shape) for c in cols)))
         for n in self.linear:
             if n not in names:
                 offset = offset + self.to_weight(n, p[n], p) * by_name[n]
-        a = np.column_stack([by_name[n] for n in names]) if names else np.zeros((len(offset), 0))
-        return offset, a
+        return offset, [by_name[n] for n in names]
 
     def to_weight(self, name: str, value: float, p: Params) -> float:
         return value ** p[self.power[name]] if name in self.power else value
