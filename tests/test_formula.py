@@ -210,3 +210,35 @@ def test_a_new_builtin_law_is_one_definition(monkeypatch):
     assert any("tokens is nearly constant" in w and "b, beta, d" in w for w in warnings)
     a = optimal("toy", toy.published, 1e21)
     assert a.method == "grid + Brent" and a.tokens * a.n_active * 6 == pytest.approx(1e21)
+
+
+def test_analysis_is_cached_on_disk_and_a_bad_cache_is_ignored(tmp_path, monkeypatch):
+    from tuner.laws import cache, formula as fm, get_law
+    monkeypatch.setenv("TUNER_CACHE_DIR", str(tmp_path))
+    text = "e + a/N**alpha + b/D**beta + c/(N*D)**gamma"
+    first = get_law(text).analysis  # computed, and stored
+    calls = []
+    real = fm.analyse
+    monkeypatch.setattr(fm, "analyse", lambda p: calls.append(1) or real(p))
+    got = cache.analysis(text, lambda: fm.analyse(fm.parse(text)))
+    assert calls == [] and set(got.linear) == {"e", "a", "b", "c"} and got == first
+    path = next((tmp_path / "laws").glob("*.json"))
+    path.write_text("{not json")
+    again = cache.analysis(text, lambda: fm.analyse(fm.parse(text)))
+    assert calls == [1] and again == got  # recomputed, and stored again
+    monkeypatch.setenv("TUNER_CACHE_DIR", "")
+    assert cache.cache_dir() is None
+    cache.analysis(text, lambda: fm.analyse(fm.parse(text)))
+    assert calls == [1, 1]
+
+
+def test_prediction_needs_no_sympy():
+    import subprocess
+    import sys
+    code = ("import sys; from tuner.laws import get_law, Runs; import numpy as np; "
+            "law = get_law('hoffmann'); "
+            "law.predict(law.published, Runs(np.array([1e9]), np.array([1e9]), np.array([2e10]), "
+            "np.array([0.0]))); print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.strip() == "False"

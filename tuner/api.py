@@ -321,7 +321,7 @@ def coefficients(law: str, coefficients: Coefficients = "published") -> dict[str
     Raises:
         TunerError: an unknown law or coefficient name, or a run of another law.
     """
-    from tuner.run.fit import coefficients as resolve
+    from tuner.run.coefficients import coefficients as resolve
     return resolve(law, _coefficient_spec(coefficients))
 
 
@@ -399,7 +399,7 @@ def predict(law: str, n_active: float | Sequence[float] | "pd.DataFrame" | str, 
 
 
 def _resolve(law: str, spec: str | None) -> dict[str, float]:
-    from tuner.run.fit import coefficients as resolve
+    from tuner.run.coefficients import coefficients as resolve
     return resolve(law, spec)
 
 

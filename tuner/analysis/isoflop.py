@@ -283,7 +283,7 @@ def fit_approach3(data: str, *, run_dir: str | None = None, drop_outliers: bool 
     objective = Objective.from_spec(ObjectiveSpec("hoffmann", data, drop_outliers=drop_outliers))
     space = objective.default_space()
     if run_dir is not None:
-        from tuner.run.fit import coefficients
+        from tuner.run.coefficients import coefficients
         params = coefficients("hoffmann", run_dir)
         boot = bootstrap_sets("hoffmann", run_dir)
         source = f"run {run_dir}"

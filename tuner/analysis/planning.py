@@ -184,7 +184,7 @@ def allocation_report(law: str, coeffs: str | None, compute: Sequence[float],
     limit, extrapolation beyond the fitted data (or ``data``), and for sparse answers the
     dense model of the same compute."""
     from tuner.data.datasets import load
-    from tuner.run.fit import coefficients
+    from tuner.run.coefficients import coefficients
     params = coefficients(law, coeffs)
     src = coefficient_source(law, coeffs)
     notes: list[str] = []

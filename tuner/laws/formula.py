@@ -291,10 +291,9 @@ def _shared(key, names, compute: Callable[[dict], np.ndarray]) -> Callable[[dict
 
 def _power_key(base: str, exponent: str):
     """The key of base**exponent for two names: one key for both walkers, which compute it
-    alike (``np.power`` of the two values), so the prediction and the derivatives share it."""
-    import sympy as sp
-
-    return sp.Pow(sp.Symbol(base), sp.Symbol(exponent), evaluate=False)
+    alike (``np.power`` of the two values), so the prediction and the derivatives share it;
+    a plain tuple, so a prediction needs no SymPy."""
+    return ("pow", base, exponent)
 
 
 # -- numpy evaluation of SymPy trees (our own walker: nothing generated is exec'd) ------------
@@ -374,6 +373,11 @@ def _costly(expr, defs: Mapping, compute: Callable[[dict], np.ndarray]
     """``compute`` of a power, exp or log, shared under its full expression."""
     full = expr.xreplace(defs)
     return _shared(full, (s.name for s in full.free_symbols), compute)
+
+
+def value_function(text: str) -> Callable[[dict], np.ndarray]:
+    """The numpy function computing a law's value from its formula, checked, without SymPy."""
+    return _compile_ast(check(text))
 
 
 def _compile_ast(node: ast.AST) -> Callable[[dict], np.ndarray]:

@@ -84,7 +84,14 @@ class Law:
 
     @cached_property
     def analysis(self) -> fm.Analysis:
-        return fm.analyse(self.parsed)
+        from tuner.laws import cache
+        return cache.analysis(self.formula, lambda: fm.analyse(self.parsed))
+
+    @cached_property
+    def _value(self) -> Callable[[dict], np.ndarray]:
+        # The prediction straight from the checked formula: no SymPy, which only the
+        # derivatives and the analysis need.
+        return fm.value_function(self.formula)
 
     @cached_property
     def compiled(self) -> fm.Compiled:
@@ -150,7 +157,7 @@ class Law:
     def predict(self, p: Params, r: Runs, terms: fm.Terms | None = None) -> np.ndarray:
         """Predicted loss (broadcast over runs and coefficient arrays). ``terms`` shares
         costly subexpressions with the other passes of one evaluation (``formula.Terms``)."""
-        return np.broadcast_to(self.compiled.value(self._env(p, r, terms)), self._shape(p, r))
+        return np.broadcast_to(self._value(self._env(p, r, terms)), self._shape(p, r))
 
     def gradient(self, p: Params, r: Runs, terms: fm.Terms | None = None
                  ) -> dict[str, np.ndarray]:

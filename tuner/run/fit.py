@@ -22,10 +22,11 @@ from tuner.fitting.optimizers import LIARS, SURROGATES, make_optimizer
 from tuner.laws import get_law
 from tuner.paths import runs_dir
 from tuner.run.progress import Progress
+from tuner.run.coefficients import coefficients
 from tuner.run.rundir import RunDir, sync, write_json
 from tuner.run.watchdog import check_capacity
 from tuner.data.datasets import file_hash, resolve_data_path
-from tuner.laws.spaces import Space, load_space, paper_space, parse_assignments
+from tuner.laws.spaces import Space, load_space, paper_space
 
 
 @dataclass
@@ -479,39 +480,6 @@ def write_summary(run: RunDir, prep: Prepared, wall: float, opt=None, *,
     summary["versions"] = versions()
     write_json(run.summary_path, summary)
     return summary
-
-
-def coefficients(law: "str | dict", spec: str | None) -> dict[str, float]:
-    """Coefficients from 'published', a run directory, or 'k=v,...' (others published)."""
-    law = get_law(law)
-    base = dict(law.published or {})
-    if spec in (None, "", "published"):
-        if len(base) < len(law.params):
-            raise TunerError(f"law {law.name} has no published coefficients: give "
-                             "--coefficients k=v,... or a fit run directory")
-        return {n: float(base[n]) for n in law.params}
-    path = Path(spec)
-    if path.is_dir():
-        summary = RunDir.open(path).summary()
-        if summary.get("formula", summary.get("law")) not in (law.formula, law.name) \
-                and summary.get("law") != law.name:
-            raise TunerError(f"{path}: run fitted law {summary.get('law')!r}, not {law.name!r}")
-        missing = [n for n in law.params if n not in summary.get("best_params", {})]
-        if missing:
-            raise TunerError(f"{path}: run has no coefficients {', '.join(missing)} (a "
-                             "grouped fit? use its group_params)")
-        return {n: float(summary["best_params"][n]) for n in law.params}
-    given = parse_assignments(spec)
-    unknown = [k for k in given if k not in law.params]
-    if unknown:
-        raise TunerError(f"--coefficients: {', '.join(unknown)} not coefficients of {law.name} "
-                         f"({', '.join(law.params)})")
-    merged = {**base, **given}
-    missing = [n for n in law.params if n not in merged]
-    if missing:
-        raise TunerError(f"--coefficients: give {', '.join(missing)} too (law {law.name} has "
-                         "no published value for them)")
-    return {n: float(merged[n]) for n in law.params}
 
 
 def score(law: "str | dict", data: str, coeffs: str | None = "published", *,

@@ -65,7 +65,7 @@ class Source:
                                  f"{self.law!r}")
 
     def params(self, law: str) -> dict[str, float]:
-        from tuner.run.fit import coefficients
+        from tuner.run.coefficients import coefficients
         return coefficients(law, self.spec if law == self.law else "published")
 
     def label(self, laws: Sequence[str]) -> str:
