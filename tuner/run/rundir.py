@@ -1,8 +1,8 @@
 """The run directory: config.json, an append-only results.csv, and summary.json.
 
 Every evaluation is one CSV line, appended under an exclusive file lock (``filelock``),
-flushed and fsynced by whichever process ran it, so a killed run loses nothing that finished
-and concurrent workers never interleave lines. Each line ends with a CRC-32 of the rest of
+written straight to the OS by whichever process ran it (synced to disk at the run's end), so
+a killed run loses nothing that finished and concurrent workers never interleave lines. Each line ends with a CRC-32 of the rest of
 it (log version 2), so a torn or edited line is recognised wherever it sits and is never
 taken for a result: it is ignored, reported once, and its evaluation re-run under a new
 eval_id. Floats are written with ``repr`` so a resumed run sees bit-identical coefficients.
