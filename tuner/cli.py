@@ -598,39 +598,41 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def _batch_tables(table, table_rows, stem: Path, written, as_json: bool):
+    """Write a batch's table (Markdown and CSV at ``stem``); with ``as_json`` print it."""
+    from tuner.views.outputs import record
+    from tuner.views.tables import write_tables
+    full = table.to_dict(orient="records")
+    rows = table_rows(full)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tables = write_tables(rows, stem)
+    record(written)
+    if as_json:
+        _print_json({"rows": full, "tables": [str(t) for t in tables]})
+    return full, rows, tables
+
+
 def cmd_rank(args) -> int:
     from tuner.api import rank
-    from tuner.run.progress import Progress
-    from tuner.views.tables import markdown, write_tables
+    from tuner.run.progress import BatchProgress
+    from tuner.views.tables import markdown
     from tuner.analysis.rank import table_rows
     from tuner.data.datasets import parse_columns
-    from tuner.views.outputs import guard, record, stems
+    from tuner.views.outputs import guard, stems
     out = Path(args.out).resolve()
     written = guard(stems(out / "rank", ("md", "csv")), args.force)
-    bars: list[Progress] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(Progress(total, quiet=args.quiet, desc=f"rank {args.data}", unit="law"))
-        bars[0](done)
-
+    progress = BatchProgress(args.quiet, desc=f"rank {args.data}", unit="law")
     try:
         table = rank(args.data, args.laws, evals=args.evals, seed=args.seed,
                      drop_outliers=not args.keep_outliers, include_bound=args.include_bound,
                      residual=args.residual, columns=parse_columns(args.columns),
                      workers=args.workers, comms=args.comms, progress=progress)
     finally:
-        for bar in bars:
-            bar.close()
+        progress.close()
     if table is None:  # an MPI worker rank: rank 0 writes and prints
         return 0
-    full = table.to_dict(orient="records")
-    rows = table_rows(full)
-    out.mkdir(parents=True, exist_ok=True)
-    tables = write_tables(rows, out / "rank")
-    record(written)
+    full, rows, tables = _batch_tables(table, table_rows, out / "rank", written, args.json)
     if args.json:
-        _print_json({"rows": full, "tables": [str(t) for t in tables]})
         return 0
     print(markdown(rows))
     print("k: identifiable coefficients (k_free: free in the space); AIC/BIC count k only")
@@ -661,32 +663,20 @@ def _add_sweep_parser(sub) -> None:
 def cmd_sweep(args) -> int:
     from tuner.analysis.sweep import table_rows
     from tuner.api import sweep
-    from tuner.run.progress import Progress
-    from tuner.views.outputs import guard, record, stems
-    from tuner.views.tables import markdown, write_tables
+    from tuner.run.progress import BatchProgress
+    from tuner.views.outputs import guard, stems
+    from tuner.views.tables import markdown
     out = Path(args.out).resolve()
     written = guard(stems(out / "sweep", ("md", "csv")), args.force)
-    bars: list[Progress] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(Progress(total, quiet=args.quiet, desc="sweep", unit="fit"))
-        bars[0](done)
-
+    progress = BatchProgress(args.quiet, desc="sweep", unit="fit")
     try:
         table = sweep(args.file, workers=args.workers, comms=args.comms, progress=progress)
     finally:
-        for bar in bars:
-            bar.close()
+        progress.close()
     if table is None:  # an MPI worker rank: rank 0 writes and prints
         return 0
-    full = table.to_dict(orient="records")
-    rows = table_rows(full)
-    out.mkdir(parents=True, exist_ok=True)
-    tables = write_tables(rows, out / "sweep")
-    record(written)
+    full, rows, tables = _batch_tables(table, table_rows, out / "sweep", written, args.json)
     if args.json:
-        _print_json({"rows": full, "tables": [str(t) for t in tables]})
         return 0
     print(markdown([{k: v for k, v in r.items() if k not in full[i]["params"]}
                     for i, r in enumerate(rows)]))

@@ -175,3 +175,21 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class BatchProgress:
+    """A bar for a batch of fits whose size the first report tells: call it as
+    ``progress(done, total)`` (what ``rank``, ``sweep`` and the batch runner report)."""
+
+    def __init__(self, quiet: bool = False, *, desc: str = "fits", unit: str = "fit"):
+        self.quiet, self.desc, self.unit = quiet, desc, unit
+        self._bar: Progress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = Progress(total, quiet=self.quiet, desc=self.desc, unit=self.unit)
+        self._bar(done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
