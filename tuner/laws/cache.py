@@ -3,7 +3,7 @@ disk between commands: importing SymPy and analysing a law costs ~1 s, and a sho
 (`tuner laws`, `tuner predict`) should not pay it each time.
 
 The cache lives in ``$TUNER_CACHE_DIR`` or ``$XDG_CACHE_HOME/tuner`` (``~/.cache/tuner``),
-one JSON file per formula text and tuner version. It is only ever a copy: an unreadable,
+one JSON file per formula text, tuner version and analysing code. It is only ever a copy: an unreadable,
 foreign or unwritable cache is ignored and the analysis computed again; set
 ``TUNER_CACHE_DIR=`` (empty) to turn it off.
 """
@@ -31,7 +31,13 @@ def _path(formula: str) -> Path | None:
     d = cache_dir()
     if d is None:
         return None
-    key = hashlib.sha256(f"{__version__}\n{formula}".encode()).hexdigest()[:32]
+    # The analysing code itself is part of the key: an edited formula.py never reads a
+    # stale entry, whatever the version says.
+    try:
+        code = hashlib.sha256(Path(fm.__file__).read_bytes()).hexdigest()
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{__version__}\n{code}\n{formula}".encode()).hexdigest()[:32]
     return d / "laws" / f"{key}.json"
 
 
