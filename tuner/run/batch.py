@@ -195,6 +195,8 @@ def _alloc(W, H, sim_specs, gen_specs, alloc_specs, persis_info, libE_info):
         work[w] = support.sim_work(w, H, sim_specs["in"], [nxt], [])
         nxt += 1
     persis_info["next_to_give"] = nxt
+    if nxt >= len(H):
+        watchdog.ending(alloc_specs["user"]["workdir"])  # every task is handed out
     if not work:
         time.sleep(IDLE_SLEEP)
     return work, persis_info
@@ -220,7 +222,7 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
     sim_specs = {"sim_f": _sim_run, "in": ["task", "index"],
                  "out": [("result", object), ("error", object)],
                  "user": {"workdir": workdir, "manager_pid": os.getpid()}}
-    alloc_specs = {"alloc_f": _alloc, "user": {"progress": progress}}
+    alloc_specs = {"alloc_f": _alloc, "user": {"progress": progress, "workdir": workdir}}
     # No workflow directory: libEnsemble would move every worker into it, and tasks read
     # relative paths (law files, datasets) from the caller's directory.
     libE_specs = {"comms": comms, "disable_log_files": True, "save_H_and_persis_on_abort": False,

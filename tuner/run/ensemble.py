@@ -209,6 +209,7 @@ def gen_ask_tell(H, persis_info, gen_specs, libE_info):
     try:
         drive(opt, LibeExecutor(ps, gen_specs, state), budget=state.budget,
               workers=state.workers, first_id=state.first_eval_id)
+        watchdog.ending(gen_specs["user"]["run_dir"])  # every evaluation is in
     except Exception:
         state.errors.append(traceback.format_exc())
         raise
@@ -232,7 +233,7 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
     gen_specs = {"gen_f": gen_ask_tell, "persis_in": ["f", "eval_id", "status", "error", "grad", "curv", "x_done",
                                                "worker"],
                  "out": [("x", float, (d,)), ("eval_id", int)],
-                 "user": {"state": state}}
+                 "user": {"state": state, "run_dir": os.path.dirname(task.results_path)}}
     # active_recv_gen: the generator may wait for results without sending points first (L-BFGS
     # waits on its line search), so the manager must deliver results whenever they arrive.
     alloc_specs = {"alloc_f": only_persistent_gens,

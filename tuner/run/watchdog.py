@@ -157,6 +157,14 @@ def read_marks(run_dir: str | Path) -> dict[int, dict]:
 
 
 _THREAD_FAULTS: dict[str, list[tuple[int, int | None, str, int]]] = {}
+_ENDING: set[str] = set()  # run directories whose ensemble hands out no more work
+
+
+def ending(run_dir: str | Path) -> None:
+    """No more work will be handed out in this run: a worker that now exits while idle ends
+    normally, whatever its exit code (libEnsemble's shutdown terminates workers that are slow
+    to stop, with SIGTERM, on a loaded machine)."""
+    _ENDING.add(str(run_dir))
 _RELEASE: dict[str, threading.Event] = {}
 
 
@@ -286,6 +294,7 @@ class Watchdog:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        _ENDING.discard(self.run_dir)
         release = _RELEASE.pop(self.run_dir, None)
         if release is not None:
             release.set()
@@ -380,7 +389,8 @@ class Watchdog:
                 if code is None:
                     continue
                 worker, m = by_pid.get(pid, (None, {}))
-                if code == 0 and m.get("eval_id") is None and not m.get("fault"):
+                if (m.get("eval_id") is None and not m.get("fault")
+                        and (code == 0 or self.run_dir in _ENDING)):
                     continue  # a normal exit at the end of the run
                 found.append((self._lost(worker, pid, m.get("eval_id"), m.get("fault"),
                                          _signal_name(code)), m.get("exit_code", 1)
