@@ -34,15 +34,16 @@ ENDGAME = 1e-3
 class NewtonSearch:
     """Levenberg-Marquardt runs from a queue of starts, driven by an optimizer's ask/tell."""
 
-    def __init__(self, opt: Optimizer):
+    def __init__(self, opt: Optimizer, optima: list | None = None):
         self.opt = opt
         self.starts: list[Config] = []  # configurations, as told (no round trip through log)
         self.centre: tuple | None = None
         self.lam = LAMBDA0
         self.tiny = 0
         self.trials: dict[tuple, float] = {}  # proposed key -> its damping (nan: a start)
-        # Where earlier runs ended (internal coordinates), shared by every polish of a fit.
-        self.optima: list[tuple[np.ndarray, float]] = opt.__dict__.setdefault("_optima", [])
+        # Where earlier runs ended (internal coordinates, value): the caller passes one list
+        # to every polish of a fit, so a later one knows the basins found before it.
+        self.optima: list[tuple[np.ndarray, float]] = [] if optima is None else optima
         self.max_rounds: int | None = None  # rounds per start before it is set aside
         self.rounds = 0
         self.hess: np.ndarray | None = None  # the run's curvature, secant-corrected

@@ -151,6 +151,7 @@ class YtoptOptimizer(Optimizer):
         self._started: set[tuple] = set()      # points a polish started from
         self._set_aside: set[tuple] = set()    # where a polish cut short may go on from
         self._final_polish = False
+        self._optima: list = []  # where polishes converged, shared by all of them
         dims = [Real(d.lower, d.upper, prior="log-uniform" if d.log else "uniform", name=d.name)
                 for d in self.searched]
         self._opt = SkOptimizer(
@@ -236,7 +237,7 @@ class YtoptOptimizer(Optimizer):
         # Levenberg-Marquardt when the evaluator gives curvature (the built-in objectives
         # do), L-BFGS-B otherwise.
         if config_key(self.space, starts[0]) in self.curvatures:
-            self._local = NewtonSearch(self)
+            self._local = NewtonSearch(self, self._optima)
             self._local.starts = starts
             if not self._final_polish:  # the last polishes run to convergence
                 self._local.max_rounds = EARLY_ROUNDS
