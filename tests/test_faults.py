@@ -234,8 +234,13 @@ def test_killed_mpi_rank_ends_run_and_resumes(tmp_path, session):
     rank2 = json.loads((out / ".workers" / "w2").read_text())["pid"]
     t0 = time.time()
     os.kill(rank2, signal.SIGKILL)
-    p.communicate(timeout=30)
+    _, err = p.communicate(timeout=30)
     assert time.time() - t0 < 10 and p.returncode != 0
+    # MPICH kills every rank, the manager too; the sentinel says why, in one line.
+    lines = [x for x in err.splitlines() if x.startswith("tuner:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"tuner: error: MPI rank 2 (pid {rank2}) ended"), err
+    assert " lost; " in lines[0] and f"'tuner resume {out}' continues" in lines[0], err
     time.sleep(0.5)
     left = subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True, text=True)
     assert not left.stdout.split()
@@ -246,3 +251,23 @@ def test_killed_mpi_rank_ends_run_and_resumes(tmp_path, session):
     res = read_results(out / "results.csv")
     assert len(done) < BUDGET and len(res) == BUDGET and res.eval_id.is_unique
     assert len(res[PARAMS].drop_duplicates()) == BUDGET
+
+
+def test_sentinel_names_the_first_rank_to_end_and_the_lost_evaluations(tmp_path):
+    from tuner.run import sentinel
+    from tuner.run.watchdog import mark
+    (tmp_path / ".workers").mkdir()
+    mark(tmp_path, 1, 4)
+    mark(tmp_path, 2, None)
+    mark(tmp_path, 3, 6)
+    hint = "'tuner resume R' continues"
+    line = sentinel.message(str(tmp_path), hint, 99, [(10.0, [3]), (10.1, [1, 2])], 10.5)
+    assert line == (f"tuner: error: MPI rank 3 (pid {os.getpid()}) ended; MPI then ended every "
+                    f"rank; eval_ids 4, 6 were lost; the run stopped ({hint})")
+    # a rank that ended long before the manager did not end the run
+    line = sentinel.message(str(tmp_path), hint, 99, [(1.0, [3])], 10.0)
+    assert line.startswith("tuner: error: the manager (MPI rank 0, pid 99) was killed;")
+    w3 = tmp_path / ".workers" / "w3"
+    w3.write_text(json.dumps(json.loads(w3.read_text()) | {"signal": "SIGTERM"}))
+    line = sentinel.message(str(tmp_path), hint, 99, [(10.0, [3])], 10.0)
+    assert "MPI rank 3 (pid" in line and "was stopped by SIGTERM" in line

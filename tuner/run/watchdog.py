@@ -17,6 +17,9 @@ still evaluating finish and log first; if a dead worker's evaluation keeps the m
 waiting, the watchdog raises once more. ``run_libe`` turns the exception into ``RunAborted``
 (one line, an exit code), and ``tuner resume RUN_DIR`` re-runs only what was lost.
 
+Under ``mpirun`` a rank's death usually ends every rank at once (the launcher kills them
+with SIGKILL), before the heartbeat can be missed; ``tuner.run.sentinel`` then says why.
+
 Each worker keeps ``RUN/.workers/w<id>`` (pid and the eval_id it is running) so a death names
 the evaluation it lost. Worker processes forked during a run die with the manager
 (``PR_SET_PDEATHSIG``), so none is left holding the run's lock.
@@ -29,12 +32,14 @@ import multiprocessing
 import os
 import resource
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from tuner.errors import TunerError
+from tuner.run import sentinel
 
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 1.0
@@ -119,11 +124,14 @@ def worker_file(run_dir: str | Path, worker: int) -> Path:
     return Path(run_dir) / ".workers" / f"w{int(worker)}"
 
 
+_HOST = socket.gethostname()  # the sentinel watches only the ranks on its own machine
+
+
 def mark(run_dir: str | Path, worker: int, eval_id: int | None, fault: str | None = None,
          exit_code: int = 1) -> None:
     """Record what ``worker`` is doing (the eval_id it runs, None when idle) or its fault."""
     path = worker_file(run_dir, worker)
-    data = json.dumps({"pid": os.getpid(), "eval_id": eval_id, "fault": fault,
+    data = json.dumps({"pid": os.getpid(), "host": _HOST, "eval_id": eval_id, "fault": fault,
                        "exit_code": exit_code}).encode()
     try:
         # Rewritten in place, twice per evaluation: a temporary file and a rename cost
@@ -199,7 +207,25 @@ def start_heartbeat(run_dir: str | Path, rank: int) -> threading.Event:
                 pass
 
     threading.Thread(target=beat, name="tuner-heartbeat", daemon=True).start()
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNAL_EXIT:
+            signal.signal(sig, _noted_signal(path))
     return stop
+
+
+def _noted_signal(path: Path) -> Callable:
+    """On an MPI worker rank: a signal that ends the rank is written to its worker file first,
+    for the sentinel to name (``mpirun`` passes SIGTERM to every rank, and the first rank it
+    ends is what the launcher then ends the whole run for)."""
+    def handler(signum: int, frame) -> None:
+        try:
+            m = json.loads(path.read_text())
+            path.write_text(json.dumps(m | {"signal": signal.Signals(signum).name}))
+        except (OSError, ValueError):
+            pass
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    return handler
 
 
 def _signal_name(code: int | None) -> str:
@@ -261,6 +287,7 @@ class Watchdog:
         self._last_interrupt = 0.0
         self._stopped_at = 0.0
         self._main = threading.current_thread() is threading.main_thread()
+        self._sentinel = None
 
     def __enter__(self) -> "Watchdog":
         global _ACTIVE
@@ -276,6 +303,8 @@ class Watchdog:
         if self._main:
             for sig in (*SIGNAL_EXIT, _WAKE):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        if self.comms == "mpi":
+            self._sentinel = sentinel.start(self.run_dir, self.hint)
         self.active = True
         _ACTIVE = self
         self._thread = threading.Thread(target=self._watch, name="tuner-watchdog", daemon=True)
@@ -299,6 +328,9 @@ class Watchdog:
         if release is not None:
             release.set()
         _THREAD_FAULTS.pop(self.run_dir, None)
+        # From here the manager speaks for itself: the run ended, or its caller prints why.
+        sentinel.said(self._sentinel)
+        self._sentinel = None
         for sig, old in self._old_handlers.items():
             signal.signal(sig, old)
         self._old_handlers = {}
