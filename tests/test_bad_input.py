@@ -362,3 +362,31 @@ def test_unwritable_results_refused_before_resume(tmp_path, monkeypatch, capsys,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "not writable" in err, err
     assert _snapshot(run) == before
+
+
+def test_read_only_results_refused_for_real(tmp_path, capsys, finished_run):
+    """Not faked: a results.csv the file system refuses to write. Root ignores file modes, so
+    as root the file is made immutable (chattr +i), as anyone else read-only (chmod 444)."""
+    import shutil
+    import subprocess
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    results = run / "results.csv"
+    root = os.geteuid() == 0
+    if root:
+        if shutil.which("chattr") is None or subprocess.run(
+                ["chattr", "+i", str(results)], capture_output=True).returncode != 0:
+            pytest.skip("root, and chattr +i is not available here")
+    else:
+        results.chmod(0o444)
+    try:
+        with pytest.raises(OSError):
+            open(results, "a").close()  # the file system does refuse
+        before = _snapshot(run)
+        code = main(["resume", str(run), "--evals", "6", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "not writable" in err, err
+        assert _snapshot(run) == before
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(results)], capture_output=True)
