@@ -274,3 +274,22 @@ def test_lbfgs_converged_is_finished(problem):
     assert not opt.converged
     hist = drive(opt, obj, 3000)
     assert len(hist) < 3000 and opt.finished and opt.converged
+
+
+@pytest.mark.parametrize("surrogate", ["RF", "ET"])
+def test_lean_forest_predicts_bit_for_bit_as_skopt_forest(surrogate):
+    from skopt.learning import ExtraTreesRegressor, RandomForestRegressor
+
+    from tuner.fitting.optimizers.ytopt import _forest
+    reference = {"RF": RandomForestRegressor, "ET": ExtraTreesRegressor}[surrogate]
+    rng = np.random.default_rng(3)
+    for n, d in ((12, 2), (60, 5)):
+        X, candidates = rng.uniform(size=(n, d)), rng.uniform(size=(500, d))
+        y = np.log(rng.uniform(size=n) + X.sum(axis=1))
+        lean = _forest(surrogate, 24, 7).fit(X, y)
+        ref = reference(n_estimators=24, min_samples_leaf=3, random_state=7).fit(X, y)
+        for got, want in zip(lean.predict(candidates, return_std=True),
+                             ref.predict(candidates, return_std=True)):
+            assert np.array_equal(got, want)
+        assert np.array_equal(lean.predict(candidates), ref.predict(candidates))
+        assert lean.predict(X).std() > 0  # it learned something
