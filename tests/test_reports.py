@@ -71,6 +71,19 @@ def test_fig7_small_end_to_end(tmp_path, monkeypatch):
     assert isinstance(rec["ytopt_vs_published"], str)
     assert "ran 1 seed(s) at 6 evaluations, not 2 x 12" in out["caption"]
     assert (tmp_path / "fig7.png").stat().st_size > 0 and (tmp_path / "fig7_warnings.md").exists()
+    # The fits are the tasks of one ensemble: two at a time, the same runs as one at a time.
+    two = reproduce.fig7(tmp_path / "two", evals=12, seeds=2, faithful_evals=6, quiet=True,
+                         workers=2, comms="local")
+    runs = sorted(p.relative_to(tmp_path) for p in (tmp_path / "runs").rglob("results.csv"))
+    assert len(runs) == 15  # 2 seeds x 3 searchers and a reference per panel, 1 faithful
+    for r in runs:
+        one_run = pd.read_csv(tmp_path / r)
+        two_run = pd.read_csv(tmp_path / "two" / r)
+        cols = [c for c in one_run if c not in ("elapsed", "timestamp", "worker", "crc")]
+        pd.testing.assert_frame_equal(one_run[cols], two_run[cols])
+    assert two["rows"] == out["rows"] or all(
+        a[k] == b[k] for a, b in zip(two["rows"], out["rows"]) for k in a
+        if not k.endswith("_seconds"))
 
 
 def test_fig7_draws_a_converged_run_flat_to_its_budget_with_a_mark(tmp_path, monkeypatch):

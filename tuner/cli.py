@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "finished runs in it are reused")
     p.add_argument("--evals", type=int, default=200,
                    help="budget per search (ytopt, grid, random alike; default 200)")
-    p.add_argument("--workers", type=int, default=1, help="libEnsemble workers per run")
+    _add_workers_comms(p, "fitting (one task per fit; each fit runs the same evaluations "
+                          "whatever the worker count)")
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds per search; the table shows median [min-max] (default 3)")
     p.add_argument("--no-faithful", dest="faithful", action="store_false",
@@ -368,14 +369,16 @@ def cmd_reproduce(args) -> int:
     if args.faithful_seeds < 1 or (args.faithful_evals is not None and args.faithful_evals < 1):
         raise TunerError("--faithful-seeds and --faithful-evals must be >= 1 (--no-faithful "
                          "leaves ytopt as published out)")
-    check_capacity(args.evals, args.workers, "local")
+    check_capacity(args.evals, args.workers, args.comms)
     out = Path(args.out)
     written = guard(stems(out / "fig7", ("png", "svg", "md", "csv"))
                     + stems(out / "fig7_coefficients", ("md", "csv"))
                     + stems(out / "fig7_warnings", ("md",)), args.force)
-    result = fig7(out, evals=args.evals, workers=args.workers, seeds=args.seeds,
-                  x=args.x, quiet=args.quiet, faithful=args.faithful,
+    result = fig7(out, evals=args.evals, workers=args.workers, comms=args.comms,
+                  seeds=args.seeds, x=args.x, quiet=args.quiet, faithful=args.faithful,
                   faithful_seeds=args.faithful_seeds, faithful_evals=args.faithful_evals)
+    if result is None:  # an MPI worker rank: the manager writes and prints
+        return 0
     record(written)
     if args.json:
         _print_json(result)

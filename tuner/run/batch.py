@@ -225,7 +225,7 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
     alloc_specs = {"alloc_f": _alloc, "user": {"progress": progress, "workdir": workdir}}
     # No workflow directory: libEnsemble would move every worker into it, and tasks read
     # relative paths (law files, datasets) from the caller's directory.
-    libE_specs = {"comms": comms, "disable_log_files": True, "save_H_and_persis_on_abort": False,
+    libE_specs = {"comms": comms, "disable_resource_manager": True, "disable_log_files": True, "save_H_and_persis_on_abort": False,
                   "abort_on_exception": True}
     if comms == "mpi":
         from mpi4py import MPI

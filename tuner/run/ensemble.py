@@ -238,7 +238,7 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
     # waits on its line search), so the manager must deliver results whenever they arrive.
     alloc_specs = {"alloc_f": only_persistent_gens,
                    "user": {"async_return": True, "active_recv_gen": True}}
-    libE_specs = {"comms": comms, "gen_on_manager": True, "disable_log_files": True,
+    libE_specs = {"comms": comms, "disable_resource_manager": True, "gen_on_manager": True, "disable_log_files": True,
                   "save_H_and_persis_on_abort": False, "abort_on_exception": True,
                   "workflow_dir_path": os.path.dirname(task.results_path)}
     if comms == "mpi":

@@ -58,24 +58,35 @@ def roundoff_floor(data: str, objective: str = "huber", delta: float = 1e-3) -> 
     return r * r
 
 
-def _fit(law, data, method, evals, seed, workers, out: Path, quiet: bool) -> RunTrace:
-    optimizer = "ytopt" if method == FAITHFUL else method
+def _run_dir(out: Path, law: str, data: str, method: str, seed: int) -> Path:
     name = f"ytopt-faithful-s{seed}" if method == FAITHFUL else f"{method}-s{seed}"
-    run_dir = out / "runs" / f"{law}-{data}" / name
+    return Path(out) / "runs" / f"{law}-{data}" / name
+
+
+def fit_task(law: str, data: str, method: str, evals: int, seed: int, out: str) -> str:
+    """One fit of Fig. 7, a task of the batch (``tuner.run.batch``): its run directory, made
+    if missing. One worker and threads: the parallel work is the fits themselves, and a fit
+    runs the same evaluations whichever worker of the batch runs it."""
+    run_dir = _run_dir(Path(out), law, data, method, seed)
     if not (run_dir / "summary.json").exists():
         if run_dir.exists():  # an interrupted earlier attempt: finish it, re-run nothing
             from tuner.run.fit import resume
             resume(run_dir, quiet=True)
         else:
             # The paper's spaces: Fig. 7 shows what the paper searched.
+            optimizer = "ytopt" if method == FAITHFUL else method
             fit(FitConfig(law, data, optimizer=optimizer, evals=evals, seed=seed,
-                          workers=workers, space="paper",
+                          comms="threads", space="paper",
                           faithful=True if method == FAITHFUL else None), run_dir, quiet=True)
+    return str(run_dir)
+
+
+def _trace(run_dir: str, quiet: bool) -> RunTrace:
     trace = RunTrace.read(run_dir)
     if not quiet:
-        print(f"  {law:<12} {data:<20} {method:<15} seed {seed}: best {trace.best:.6g} "
-              f"({len(trace.results)} evals, {trace.summary['wall_seconds']:.1f}s)",
-              file=sys.stderr, flush=True)
+        print(f"  {trace.law:<12} {trace.data:<20} {Path(run_dir).name:<22}: best "
+              f"{trace.best:.6g} ({len(trace.results)} evals, "
+              f"{trace.summary['wall_seconds']:.1f}s)", file=sys.stderr, flush=True)
     return trace
 
 
@@ -98,28 +109,44 @@ def _to_reach(trace: RunTrace, target: float) -> int | None:
     return trace.evals_to_reach(target * (1 + WITHIN) + 1e-300)
 
 
-def fig7(out: Path, *, evals: int = 200, workers: int = 1, seeds: int = 3, x: str = "eval",
-         quiet: bool = False, faithful: bool = True, faithful_seeds: int = 1,
-         faithful_evals: int | None = FAITHFUL_EVALS) -> dict:
+def fig7(out: Path, *, evals: int = 200, workers: int = 1, comms: str = "local",
+         seeds: int = 3, x: str = "eval", quiet: bool = False, faithful: bool = True,
+         faithful_seeds: int = 1, faithful_evals: int | None = FAITHFUL_EVALS) -> dict | None:
     """Run every panel, draw fig7.png/.svg, write fig7.md/.csv, fig7_coefficients.md/.csv and
     fig7_warnings.md. Finished runs in ``out`` are reused, so an interrupted reproduction
-    resumes."""
+    resumes. The fits (panels x methods x seeds) are the tasks of one ensemble, ``workers``
+    at a time (``comms``: local processes, threads, or MPI ranks; under MPI the worker ranks
+    get None); each runs the same evaluations whatever the worker count."""
+    from tuner.run.batch import Task, is_manager, run_tasks
+    from tuner.run.progress import BatchProgress
+
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    if is_manager(comms):
+        out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     f_evals = min(evals, faithful_evals or evals)
     f_seeds = min(seeds, faithful_seeds) if faithful else 0
+    fits = []  # (law, data, method, evals, seed): the slowest first, for an even schedule
+    for law, data in PANELS + [RECOVERY]:
+        fits.append((law, data, "lbfgs", max(REFERENCE_EVALS, evals), 0))
+        if f_seeds and (law, data) != RECOVERY:
+            fits += [(law, data, FAITHFUL, f_evals, s) for s in range(f_seeds)]
+    for law, data in PANELS + [RECOVERY]:
+        fits += [(law, data, m, evals, s) for m in SEARCHERS for s in range(seeds)]
+    bar = BatchProgress(quiet, desc="Fig. 7 fits")
+    dirs = run_tasks([Task(fit_task, *f, str(out)) for f in fits], workers=workers,
+                     comms=comms, progress=bar)
+    bar.close()
+    if dirs is None:
+        return None
+    traces = {f[:3] + (f[4],): _trace(d, quiet) for f, d in zip(fits, dirs)}
     panels, rows, coef_rows, warn_rows = [], [], [], []
     for law, data in PANELS + [RECOVERY]:
-        if not quiet:
-            print(f"{law} on {data}:", file=sys.stderr, flush=True)
         recovery = (law, data) == RECOVERY
-        runs = {m: [_fit(law, data, m, evals, s, workers, out, quiet) for s in range(seeds)]
-                for m in SEARCHERS}
+        runs = {m: [traces[law, data, m, s] for s in range(seeds)] for m in SEARCHERS}
         if f_seeds and not recovery:
-            runs[FAITHFUL] = [_fit(law, data, FAITHFUL, f_evals, s, workers, out, quiet)
-                              for s in range(f_seeds)]
-        ref = _fit(law, data, "lbfgs", max(REFERENCE_EVALS, evals), 0, workers, out, quiet)
+            runs[FAITHFUL] = [traces[law, data, FAITHFUL, s] for s in range(f_seeds)]
+        ref = traces[law, data, "lbfgs", 0]
         pub = ref.summary["published_objective"]
         floor = roundoff_floor(data)
         best = {m: [t.best for t in ts] for m, ts in runs.items()}
