@@ -1,6 +1,7 @@
-"""Many fits at once: speed-up of bootstrap refits and `rank` over libEnsemble workers.
+"""Many fits at once: speed-up of bootstrap refits, `rank` and Fig. 7 over libEnsemble workers.
 
     python benchmarks/many_fits.py [--rounds 2] [--k 200] [--refit-budget 20] [--rank-evals 30]
+    python benchmarks/many_fits.py --only fig7 [--fig7-evals 40] [--fig7-delay 0]
 
 Each workload is one ensemble of whole fits (``tuner.run.batch``). Configurations run
 interleaved, round by round (1, 2 and 4 local workers, 4 threads, and ``mpirun -np 5`` with
@@ -17,6 +18,10 @@ results equal the one-worker results exactly.
    on something other than this machine's CPU, as a cluster's costly fits are to the
    scheduler): this shows what the scheduling itself allows. Rank gets two formula laws
    besides the six built-in ones, because 6 tasks on 4 workers take 2 rounds (at most 3x).
+3. ``fig7``: ``tuner reproduce fig7`` end to end (its 5 panels x 3 searchers x 2 seeds and a
+   reference per panel, 35 fits as the tasks of one ensemble, then the tables and the
+   figure), ``--fig7-evals`` per search, the reference at 100 evaluations, ytopt as published
+   left out; ``--fig7-delay`` adds a sleep to each fit.
 
 Every process warms up first (one small untimed run: imports, each law's derivatives), and
 the mpirun time is measured inside rank 0 around the same call, so all rows time the same
@@ -70,7 +75,21 @@ def _digest(value) -> str:
 
 def workload(name: str, args, workers: int, comms: str) -> tuple[float, str | None]:
     """(wall seconds, digest of the results); digest None on MPI worker ranks."""
-    _with_delay(args.delay if name == "bootstrap" else args.rank_delay)
+    _with_delay({"bootstrap": args.delay, "rank": args.rank_delay,
+                 "fig7": args.fig7_delay}[name])
+    if name == "fig7":
+        import tempfile
+        from tuner.views import reproduce
+        reproduce.REFERENCE_EVALS = 100
+        with tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            res = reproduce.fig7(Path(out), evals=args.fig7_evals, seeds=2, faithful=False,
+                                 workers=workers, comms=comms, quiet=True)
+            wall = time.perf_counter() - t0
+        if res is None:
+            return wall, None
+        return wall, _digest([{k: v for k, v in r.items() if not k.endswith("_seconds")}
+                              for r in res["rows"]])
     if name == "bootstrap":
         from tuner.analysis.bootstrap import bootstrap
         from tuner.fitting.loop import minimize_inprocess
@@ -95,7 +114,8 @@ def warm_up(name: str, args) -> None:
     derivatives, imports) are paid before timing, in this process and so in the workers it
     forks. Every MPI rank does the same before its timed run."""
     small = argparse.Namespace(**{**vars(args), "k": 2, "refit_budget": 5, "rank_evals": 3,
-                                  "delay": 0.0, "rank_delay": 0.0})
+                                  "delay": 0.0, "rank_delay": 0.0, "fig7_evals": 3,
+                                  "fig7_delay": 0.0})
     if name == "rank" and args.rank_delay > 0:
         small.rank_delay = 1e-9  # the same laws as the timed run
     workload(name, small, 1, "local")
@@ -108,7 +128,8 @@ def _mpirun() -> str | None:
 def run_mpi(name: str, args) -> tuple[float, str, float]:
     cmd = [_mpirun(), "-np", "5", sys.executable, __file__, "--child", name, "--k", str(args.k),
            "--refit-budget", str(args.refit_budget), "--rank-evals", str(args.rank_evals),
-           "--delay", str(args.delay), "--rank-delay", str(args.rank_delay)]
+           "--delay", str(args.delay), "--rank-delay", str(args.rank_delay),
+           "--fig7-evals", str(args.fig7_evals), "--fig7-delay", str(args.fig7_delay)]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     total = time.perf_counter() - t0
@@ -164,7 +185,11 @@ def main() -> None:
                     help="seconds of sleep added to each bootstrap refit (0: CPU-bound)")
     ap.add_argument("--rank-delay", type=float, default=0.0,
                     help="seconds of sleep added to each law's fits in rank (0: CPU-bound)")
-    ap.add_argument("--only", choices=["bootstrap", "rank"], help="one workload only")
+    ap.add_argument("--fig7-evals", type=int, default=40, help="budget per Fig. 7 search")
+    ap.add_argument("--fig7-delay", type=float, default=0.0,
+                    help="seconds of sleep added to each Fig. 7 fit (0: CPU-bound)")
+    ap.add_argument("--only", choices=["bootstrap", "rank", "fig7"],
+                    help="one workload only (default: bootstrap and rank)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:  # one rank of an mpirun measurement
@@ -176,7 +201,8 @@ def main() -> None:
     from tuner.views.tables import markdown
     cores = os.cpu_count()
     what = (f"each task sleeps before its fit ({args.delay} s per bootstrap refit, "
-            f"{args.rank_delay} s per rank law)" if args.delay > 0 or args.rank_delay > 0
+            f"{args.rank_delay} s per rank law, {args.fig7_delay} s per Fig. 7 fit)"
+            if args.delay > 0 or args.rank_delay > 0 or args.fig7_delay > 0
             else "CPU-bound (the fits alone)")
     print(f"## {what}; {cores} cores; load average {os.getloadavg()[0]:.1f} at the start; "
           f"{args.rounds} interleaved rounds\n")
@@ -185,8 +211,8 @@ def main() -> None:
           f"{'every built-in law' if args.rank_delay <= 0 else '6 built-in + 2 formula laws'}, "
           f"{args.rank_evals} evaluations per fit\n")
     rows = []
-    for name in ("bootstrap", "rank"):
-        if args.only in (None, name):
+    for name in ("bootstrap", "rank", "fig7"):
+        if args.only == name or (args.only is None and name != "fig7"):
             rows += measure(name, args)
     print(markdown(rows))
 
