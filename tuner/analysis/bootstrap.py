@@ -65,7 +65,8 @@ def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, 
 
     The K refits are tasks of one ensemble (``tuner.run.batch``); under ``comms="mpi"`` every
     rank calls this, and worker ranks get None."""
-    from tuner.run.batch import Task, is_manager, mpi_workers, run_tasks
+    from tuner.run import mpi
+    from tuner.run.batch import Task, is_manager, run_tasks
     from tuner.run.progress import Progress
     task = BootstrapTask(objective, space, best, seed, budget)
     bar = Progress(k, quiet=quiet or not is_manager(comms), desc="bootstrap", unit="refit")
@@ -80,7 +81,7 @@ def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, 
     q = 100 * (1 - LEVEL) / 2
     lo, hi = np.percentile(thetas, [q, 100 - q], axis=0)
     intervals = {n: [float(a), float(b)] for n, a, b in zip(space.names, lo, hi)}
-    ran = mpi_workers() if comms == "mpi" else workers
+    ran = mpi.workers() if comms == "mpi" else workers
     info = {"K": k, "seed": seed, "level": LEVEL, "method": "percentile",
             "refit": f"lbfgs in process, warm start at the full-data best, {budget} evaluations",
             "parallel": f"libEnsemble, {ran} workers ({comms})" if ran > 1 or comms == "mpi"

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.run import watchdog
+from tuner.run import mpi, watchdog
 
 COMMS = ("local", "threads", "mpi")
 Progress = Callable[[int, int], None]
@@ -51,24 +51,9 @@ class TaskFailed(RuntimeError):
     """A task raised something other than bad input; the message carries its traceback."""
 
 
-def mpi_rank() -> int:
-    from mpi4py import MPI
-    return MPI.COMM_WORLD.Get_rank()
-
-
-def mpi_workers() -> int:
-    """Workers of an MPI run: every rank but the manager's."""
-    from mpi4py import MPI
-    workers = MPI.COMM_WORLD.Get_size() - 1
-    if workers < 1:
-        raise TunerError("--comms mpi needs at least 2 MPI ranks "
-                         "(mpirun -np N+1: one manager and N workers)")
-    return workers
-
-
 def is_manager(comms: str) -> bool:
     """True outside MPI and on MPI rank 0: the process that gets the results."""
-    return comms != "mpi" or mpi_rank() == 0
+    return comms != "mpi" or mpi.rank() == 0
 
 
 def check_parallel(workers: int, comms: str) -> None:
@@ -94,7 +79,7 @@ def run_tasks(tasks: Sequence[Callable[[], Any]], *, workers: int = 1, comms: st
     TaskFailed with the task's traceback.
     """
     if comms == "mpi":
-        workers = mpi_workers()  # the ranks decide, not the argument
+        workers = mpi.workers()  # the ranks decide, not the argument
     check_parallel(workers, comms)
     tasks = list(tasks)
     if not tasks:
@@ -240,7 +225,7 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
     try:
         if not manager:
             try:
-                beat = watchdog.start_heartbeat(workdir, mpi_rank())
+                beat = watchdog.start_heartbeat(workdir, mpi.rank())
             except OSError:  # another node: the manager cannot watch this rank's file
                 beat = None
             try:

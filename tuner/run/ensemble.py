@@ -19,7 +19,7 @@ import numpy as np
 from tuner.fitting.evaluation import Evaluation, LawError, evaluate, evaluate_function
 from tuner.fitting.loop import drive
 from tuner.fitting.objective import Objective, ObjectiveSpec
-from tuner.run import watchdog
+from tuner.run import mpi, watchdog
 from tuner.run.rundir import append_row, os_error, timestamp
 from tuner.laws.spaces import Space
 
@@ -255,8 +255,8 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
 
     cwd = os.getcwd()
     try:
-        if comms == "mpi" and _mpi_rank() != 0:
-            beat = watchdog.start_heartbeat(run_dir, _mpi_rank())
+        if comms == "mpi" and mpi.rank() != 0:
+            beat = watchdog.start_heartbeat(run_dir, mpi.rank())
             try:
                 ensemble()
             finally:
@@ -296,8 +296,3 @@ def _release_generator(state: GenState | None) -> None:
     if inbox is not None:
         inbox.put((STOP_TAG, MAN_SIGNAL_FINISH))
         inbox.put((STOP_TAG, MAN_SIGNAL_FINISH))
-
-
-def _mpi_rank() -> int:
-    from mpi4py import MPI
-    return MPI.COMM_WORLD.Get_rank()

@@ -21,6 +21,7 @@ from tuner.fitting.objective import Objective, ObjectiveSpec
 from tuner.fitting.optimizers import LIARS, SURROGATES, make_optimizer
 from tuner.laws import get_law
 from tuner.paths import runs_dir
+from tuner.run import mpi
 from tuner.run.progress import Progress
 from tuner.run.coefficients import coefficients
 from tuner.run.rundir import RunDir, sync, write_json
@@ -204,12 +205,12 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
     """
     if config.bootstrap and objective_fn is not None:
         raise TunerError("--bootstrap needs the built-in objective")
-    manager = config.comms != "mpi" or _rank() == 0
+    manager = config.comms != "mpi" or mpi.rank() == 0
     prep = run = lock = None
     error = None
     if config.comms == "mpi":
         # config.json records the workers the run really had: the MPI ranks but one.
-        config = replace(config, workers=_mpi_workers())
+        config = replace(config, workers=mpi.workers())
     if manager:
         try:
             prep = prepare(config)
@@ -247,7 +248,7 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
     run = RunDir.open(run_dir)
     if comms is None:  # a read, to learn whether this process is an MPI worker rank
         comms = run.config()["fit"].get("comms", "local")
-    manager = comms != "mpi" or _rank() == 0
+    manager = comms != "mpi" or mpi.rank() == 0
     lock = run.lock() if manager else None
     try:
         raw = run.config()
@@ -262,7 +263,7 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
         if comms is not None:
             config.comms = comms
         if config.comms == "mpi":
-            config.workers = _mpi_workers()
+            config.workers = mpi.workers()
         prep = prepare(config)
         run.check_header(prep.space.all_names)
         done = run.results()
@@ -311,26 +312,11 @@ def _upgrade(fit: dict) -> dict:
     return fit
 
 
-def _rank() -> int:
-    from mpi4py import MPI
-    return MPI.COMM_WORLD.Get_rank()
-
-
-def _mpi_workers() -> int:
-    """Workers of an MPI run: every rank but the manager's."""
-    from mpi4py import MPI
-    workers = MPI.COMM_WORLD.Get_size() - 1
-    if workers < 1:
-        raise TunerError("--comms mpi needs at least 2 MPI ranks "
-                         "(mpirun -np N+1: one manager and N workers)")
-    return workers
-
-
 def _run(prep: Prepared, run: RunDir, done, *, lock, quiet: bool,
          objective_fn: Callable | None) -> dict | None:
     """Run the remaining budget; releases ``lock`` (the manager's hold on the run) at the end."""
     config = prep.config
-    manager = config.comms != "mpi" or _rank() == 0
+    manager = config.comms != "mpi" or mpi.rank() == 0
     n_done = 0 if done is None else len(done)
     remaining = config.evals - n_done
     t0 = time.time()
@@ -352,7 +338,7 @@ def _run(prep: Prepared, run: RunDir, done, *, lock, quiet: bool,
                     opt.tell_evaluations(replay)
                 else:
                     opt.tell(configs, done["objective"].tolist())
-            workers = _mpi_workers() if config.comms == "mpi" else config.workers
+            workers = mpi.workers() if config.comms == "mpi" else config.workers
             # Ids of torn lines count as used: a re-run gets a new id, never a repeated one.
             first_id = int(done.attrs.get("last_id", -1)) + 1 if done is not None else 0
             progress = Progress(config.evals, n_done, quiet,

@@ -117,10 +117,11 @@ def fig7(out: Path, *, evals: int = 200, workers: int = 1, comms: str = "local",
     resumes. The fits (panels x methods x seeds) are the tasks of one ensemble, ``workers``
     at a time (``comms``: local processes, threads, or MPI ranks; under MPI the worker ranks
     get None); each runs the same evaluations whatever the worker count."""
-    from tuner.run.batch import Task, check_parallel, is_manager, mpi_workers, run_tasks
+    from tuner.run import mpi
+    from tuner.run.batch import Task, check_parallel, is_manager, run_tasks
     from tuner.run.progress import BatchProgress
 
-    check_parallel(mpi_workers() if comms == "mpi" else workers, comms)  # before any write
+    check_parallel(mpi.workers() if comms == "mpi" else workers, comms)  # before any write
     out = Path(out).resolve()
     if is_manager(comms):
         out.mkdir(parents=True, exist_ok=True)
