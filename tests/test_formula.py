@@ -242,3 +242,24 @@ def test_prediction_needs_no_sympy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-1500:]
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("text, want", [
+    ("e + a*exp(-alpha*N)", 1 + 1 * np.exp(-0.3 * 1e9)),
+    ("e + a*log(N)**(-alpha)", 1 + np.log(1e9) ** -0.3),
+    ("e + sqrt(a)/N**alpha", 1 + 1 / 1e9 ** 0.3),
+    ("max(e, a/N**alpha) + min(e, a)", 2.0),
+])
+def test_formulas_may_call_the_allowed_functions(text, want):
+    one = np.array([1e9])
+    got = get_law(text).predict({"e": 1.0, "a": 1.0, "alpha": 0.3},
+                                Runs(one, one, np.array([1e10]), np.array([0.0])))
+    assert np.isclose(float(np.squeeze(got)), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("text", ["-" * 1980 + "e + a/N**alpha",
+                                  "exp(" * 70 + "e" + ")" * 70 + " + a/N**alpha"])
+def test_deep_nesting_is_refused_in_one_line(text):
+    from tuner.laws.formula import check
+    with pytest.raises(TunerError, match="nested more than"):
+        check(text)

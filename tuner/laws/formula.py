@@ -44,6 +44,18 @@ def _lambda_as_name(text: str) -> str:
     return tokenize.untokenize(out).strip()
 
 
+MAX_DEPTH = 64
+
+
+def _depth(tree: ast.AST) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((c, d + 1) for c in ast.iter_child_nodes(node))
+    return deepest
+
+
 def check(text: str) -> ast.Expression:
     """Parse ``text`` and refuse anything outside the grammar, naming the offending part."""
     if not isinstance(text, str) or not text.strip():
@@ -57,9 +69,14 @@ def check(text: str) -> ast.Expression:
         try:  # 'lambda' is a Python keyword but a common coefficient name (Eq 5)
             tree = ast.parse(_lambda_as_name(text), mode="eval")
             text = _lambda_as_name(text)
-        except SyntaxError:
+        except (SyntaxError, RecursionError, MemoryError):
             raise TunerError(f"law formula {text!r}: not a formula ({exc.msg} at column "
                              f"{exc.offset})") from None
+    except (RecursionError, MemoryError):
+        raise TunerError(f"law formula: nested more than {MAX_DEPTH} levels deep") from None
+    if _depth(tree) > MAX_DEPTH:  # every later step walks the tree recursively
+        raise TunerError(f"law formula: nested more than {MAX_DEPTH} levels deep")
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.Load)) or isinstance(node, _BINOPS):
             continue
@@ -79,7 +96,7 @@ def check(text: str) -> ast.Expression:
         elif isinstance(node, ast.Name):
             if node.id.startswith("_"):
                 raise _refuse(text, node, "names may not start with '_'")
-            if node.id in FUNCTIONS:
+            if node.id in FUNCTIONS and id(node) not in called:
                 raise _refuse(text, node, f"{node.id} is a function: call it")
         elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
