@@ -106,3 +106,18 @@ def test_fig7_draws_a_converged_run_flat_to_its_budget_with_a_mark(tmp_path, mon
     assert x[-1] == 300 and y[-1] == trace.best and np.all(y[s["evals"] - 1:] == trace.best)
     mark = next(ln for k, ln in lines.items() if "stopped on convergence" in k)
     assert list(mark.get_xdata()) == [s["evals"]] and list(mark.get_ydata()) == [trace.best]
+
+
+def test_report_and_compare_of_a_run_fitted_with_a_law_file(tmp_path):
+    import json
+
+    from tuner.cli import main
+    law = tmp_path / "my_law.json"
+    law.write_text(json.dumps({"name": "chinchilla+interaction",
+                               "formula": "e + a/N**alpha + b/D**beta + c/(N**alpha*D**beta)"}))
+    assert main(["fit", "--law", str(law), "--data", "chinchilla_epoch", "--evals", "12",
+                 "--optimizer", "random", "--run-dir", str(tmp_path / "r"), "--quiet"]) == 0
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 0
+    assert "chinchilla+interaction" in (tmp_path / "o" / "r" / "report.md").read_text()
+    assert main(["compare", str(tmp_path / "r"), "--out", str(tmp_path / "c")]) == 0
+    assert "chinchilla+interaction" in (tmp_path / "c" / "compare.md").read_text()

@@ -29,12 +29,13 @@ class RunTrace:
     """One run's history, read back from its directory."""
 
     path: Path
-    law: str
+    law: str  # its name (a law file's or a formula's text); law_spec is what the run used
     data: str
     optimizer: str
     seed: int
     results: pd.DataFrame
     summary: dict
+    law_spec: "str | dict" = ""
 
     @classmethod
     def read(cls, path: str | Path) -> "RunTrace":
@@ -44,8 +45,11 @@ class RunTrace:
         if results.empty:
             raise TunerError(f"{run.path}: no finished evaluations")
         summary = run.summary() if run.summary_path.is_file() else {}
-        return cls(run.path, fit["law"], fit["data"], fit["optimizer"], fit["seed"], results,
-                   summary)
+        from tuner.laws import get_law
+        spec = fit["law"]
+        name = spec if isinstance(spec, str) else get_law(spec).name
+        return cls(run.path, name, fit["data"], fit["optimizer"], fit["seed"], results,
+                   summary, spec)
 
     @property
     def best_so_far(self) -> np.ndarray:
@@ -173,7 +177,7 @@ def report(run_dir: str | Path, out: Path | None = None) -> list[Path]:
     a2.set(xscale="log", xlabel="training compute 6·N_active·D (FLOPs)",
            ylabel="log residual  log L_pred − log L_obs",
            title=f"residuals (rmse_log {trace.summary['rmse_log']:.4f})")
-    from tuner.laws import Runs, predict
+    from tuner.laws import Runs, get_law, predict
     sparsities = np.unique(np.round(s, 3))[:6]
     tokens = np.unique(frame["tokens"].round(-6))
     tokens = tokens[np.linspace(0, len(tokens) - 1, min(3, len(tokens))).astype(int)]
@@ -181,10 +185,11 @@ def report(run_dir: str | Path, out: Path | None = None) -> list[Path]:
                          np.log10(frame["n_active"].max() * 2), 200)
     cmap = plt.get_cmap("viridis")
     styles = ["-", "--", ":"]
+    law = get_law(trace.law_spec or trace.law)
     for si in sparsities:
         for ti, d in enumerate(tokens):
             runs = Runs(n_grid / (1 - si), n_grid, np.full_like(n_grid, d), np.full_like(n_grid, si))
-            a3.plot(n_grid, predict(trace.law, params, runs), color=cmap(si), ls=styles[ti],
+            a3.plot(n_grid, predict(law, params, runs), color=cmap(si), ls=styles[ti],
                     lw=1.2, label=f"S={si:g}, D={d:.2g}")
     a3.scatter(frame["n_active"], obs, c=s, cmap="viridis", vmin=0, vmax=1, s=10,
                edgecolors="k", linewidths=0.3)
