@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,25 @@ def _config_bad_type(r: Path) -> None:
     cfg = json.loads((r / "config.json").read_text())
     cfg["fit"]["evals"] = "many"
     (r / "config.json").write_text(json.dumps(cfg))
+
+
+def _edit_json(path: Path, **fields) -> None:
+    data = json.loads(path.read_text())
+    data.update(fields)
+    path.write_text(json.dumps(data))
+
+
+def _workers_file(r: Path) -> None:
+    shutil.rmtree(r / ".workers", ignore_errors=True)
+    (r / ".workers").write_text("not a directory\n")
+
+
+def _best_alpha(value):
+    def edit(r: Path) -> None:
+        data = json.loads((r / "summary.json").read_text())
+        data["best_params"]["alpha"] = value
+        (r / "summary.json").write_text(json.dumps(data))
+    return edit
 
 
 def _foreign(name: str):
@@ -211,6 +231,28 @@ CASES = [
      lambda d, run: _edit_run(d, run, lambda r: None), "--evals"),
     ("resume-workers-huge", ["resume", "{d}/run", "--workers", "100000"],
      lambda d, run: _edit_run(d, run, lambda r: None), "exceeds"),
+    ("resume-summary-bad-field", ["resume", "{d}/run", "--evals", "6"],
+     lambda d, run: _edit_run(d, run, lambda r: _edit_json(r / "summary.json", segments="x")),
+     "summary.json: field 'segments'"),
+    ("resume-summary-not-object", ["resume", "{d}/run", "--evals", "6"],
+     lambda d, run: _edit_run(d, run, lambda r: (r / "summary.json").write_text("[1, 2]")),
+     "summary.json: not a JSON object"),
+    ("resume-summary-truncated", ["resume", "{d}/run", "--evals", "6"],
+     lambda d, run: _edit_run(d, run, lambda r: (r / "summary.json").write_text(
+         (r / "summary.json").read_text()[:100])), "summary.json: unreadable"),
+    ("resume-workers-is-a-file", ["resume", "{d}/run", "--evals", "6"],
+     lambda d, run: _edit_run(d, run, _workers_file), ".workers: is a file"),
+    ("resume-evals-below-done", ["resume", "{d}/run", "--evals", "2"],
+     lambda d, run: _edit_run(d, run, lambda r: None), "fewer than the 4 evaluations"),
+    ("resume-log-version-newer", ["resume", "{d}/run", "--evals", "6"],
+     lambda d, run: _edit_run(d, run, lambda r: _edit_json(r / "config.json", log_version=99)),
+     "log_version 99"),
+    ("allocate-summary-bad-param", ["allocate", "--law", "hoffmann", "--compute", "1e20",
+                                    "--coefficients", "{d}/run"],
+     lambda d, run: _edit_run(d, run, _best_alpha("x")), "best_params 'alpha'"),
+    ("predict-summary-null-param", ["predict", "--law", "hoffmann", "--n-active", "1e9",
+                                    "--tokens", "1e10", "--coefficients", "{d}/run"],
+     lambda d, run: _edit_run(d, run, _best_alpha(None)), "best_params 'alpha'"),
     ("resume-comms-unknown", ["resume", "{d}/run", "--comms", "smoke"],
      lambda d, run: _edit_run(d, run, lambda r: None), "--comms"),
     ("reproduce-foreign-file", ["reproduce", "fig7", "--out", "{d}/out", "--evals", "2",

@@ -267,6 +267,11 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
         prep = prepare(config)
         run.check_header(prep.space.all_names)
         done = run.results()
+        if run.summary_path.exists():
+            run.summary()  # a corrupted summary is refused before anything is run
+        if evals is not None and evals < len(done):
+            raise TunerError(f"--evals {evals} is fewer than the {len(done)} evaluations this "
+                             "run has already made")
         if evals is None and _converged(run, len(done)):
             if lock is not None:
                 lock.release()

@@ -30,6 +30,10 @@ from filelock import FileLock, Timeout
 from tuner.errors import TunerError
 
 LOG_VERSION = 2
+# The fields of summary.json that readers rely on, and the types they must have.
+SUMMARY_FIELDS = {"segments": list, "wall_seconds": (int, float), "evals": int,
+                  "budget": int, "best_params": dict, "best_objective": (int, float),
+                  "law": str, "stopped": (str, type(None)), "warnings": list}
 FIXED_COLUMNS = ("eval_id",)
 TAIL_COLUMNS = ("objective", "status", "elapsed", "timestamp", "worker", "error")
 CHECK_COLUMN = "crc"  # log version 2: CRC-32 of the line before its last comma
@@ -144,6 +148,10 @@ class RunDir:
         if not isinstance(data, dict) or not isinstance(data.get("fit"), dict):
             raise TunerError(f"{self.config_path}: not a tuner run configuration (no 'fit' "
                              "object)")
+        version = data.get("log_version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version > LOG_VERSION:
+            raise TunerError(f"{self.config_path}: log_version {version!r} is not one this "
+                             f"tuner reads (1 to {LOG_VERSION})")
         return data
 
     def summary(self) -> dict:
@@ -151,9 +159,28 @@ class RunDir:
             raise TunerError(f"{self.path}: no summary.json (run unfinished? "
                              f"'tuner resume {self.path}')")
         try:
-            return json.loads(self.summary_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise TunerError(f"{self.summary_path}: unreadable ({exc})") from None
+            data = json.loads(self.summary_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise self._corrupt(f"unreadable ({exc})") from None
+        except OSError as exc:
+            raise os_error(self.summary_path, exc, "read") from None
+        if not isinstance(data, dict):
+            raise self._corrupt("not a JSON object")
+        for key, kinds in SUMMARY_FIELDS.items():
+            if key in data and not isinstance(data[key], kinds):
+                raise self._corrupt(f"field {key!r} is a {type(data[key]).__name__}")
+        if "segments" in data and not all(isinstance(g, dict) for g in data["segments"]):
+            raise self._corrupt("field 'segments' holds something other than objects")
+        best = data.get("best_params") or {}
+        bad = [k for k, v in best.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            raise self._corrupt(f"best_params {bad[0]!r} is not a finite number")
+        return data
+
+    def _corrupt(self, why: str) -> TunerError:
+        return TunerError(f"{self.summary_path}: {why}; it is made from results.csv: remove "
+                          f"it and 'tuner resume {self.path}' writes it again")
 
     def header(self) -> list[str]:
         try:
@@ -175,11 +202,19 @@ class RunDir:
         return header
 
     def check_writable(self) -> None:
-        """Fail now, with one line, if results.csv or the directory cannot be written."""
-        for target, mode in ((self.results_path, os.W_OK), (self.path, os.W_OK | os.X_OK)):
+        """Fail now, with one line, if a file the run writes, or the directory, cannot be."""
+        targets = [(self.results_path, os.W_OK), (self.path, os.W_OK | os.X_OK),
+                   (self.config_path, os.W_OK)]
+        if self.summary_path.exists():
+            targets.append((self.summary_path, os.W_OK))
+        for target, mode in targets:
             if not os.access(target, mode):
                 raise TunerError(f"{target}: not writable (read-only file or file system); "
-                                 "the run needs to append results there")
+                                 "the run needs to write there")
+        workers = self.path / ".workers"
+        if workers.exists() and not workers.is_dir():
+            raise TunerError(f"{workers}: is a file; the run keeps its workers' marks in that "
+                             "directory: remove the file")
 
     def results(self) -> pd.DataFrame:
         return read_results(self.results_path)
