@@ -463,6 +463,9 @@ def validate(law: str, data: str, *, train: str | None = None, loo: bool = False
         raise TunerError("validate: give exactly one of --train EXPR or --loo")
     if evals < 1:
         raise TunerError(f"--evals must be >= 1, got {evals}")
+    from tuner.run.watchdog import check_capacity, check_seed
+    check_seed(seed)
+    check_capacity(evals, 1, "threads")
     spec = ObjectiveSpec(law, resolve_data_path(str(data)), drop_outliers=drop_outliers,
                          residual=residual, columns=dict(columns) if columns else None)
     full = Objective.from_spec(spec)
@@ -500,8 +503,11 @@ def rank(data: str, laws: Sequence[str] | None = None, *, evals: int = 200, seed
     import pandas as pd
 
     from tuner.analysis.rank import rank as rank_laws
+    from tuner.run.watchdog import check_capacity, check_seed
     if evals < 1:
         raise TunerError(f"--evals must be >= 1, got {evals}")
+    check_seed(seed)
+    check_capacity(evals, 1, "threads")
     rows = rank_laws(str(data), list(laws) if laws else None, evals=evals, seed=seed,
                      drop_outliers=drop_outliers, include_bound=include_bound,
                      residual=residual, columns=dict(columns) if columns else None,

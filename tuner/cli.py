@@ -362,7 +362,7 @@ def cmd_reproduce(args) -> int:
     from pathlib import Path
 
     from tuner.views.reproduce import fig7
-    from tuner.run.watchdog import check_capacity
+    from tuner.run.watchdog import check_capacity, check_fits
     from tuner.views.outputs import guard, record, stems
     if args.evals < 1 or args.seeds < 1 or args.workers < 1:
         raise TunerError("--evals, --seeds and --workers must be >= 1")
@@ -370,6 +370,7 @@ def cmd_reproduce(args) -> int:
         raise TunerError("--faithful-seeds and --faithful-evals must be >= 1 (--no-faithful "
                          "leaves ytopt as published out)")
     check_capacity(args.evals, args.workers, args.comms)
+    check_fits(5 * (3 * args.seeds + 1) + 4 * args.faithful_seeds, "--seeds")
     out = Path(args.out)
     written = guard(stems(out / "fig7", ("png", "svg", "md", "csv"))
                     + stems(out / "fig7_coefficients", ("md", "csv"))

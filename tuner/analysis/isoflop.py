@@ -144,6 +144,9 @@ def isoflop(dataset: Dataset, *, budget_column: str | None = None,
         raise TunerError(f"{dataset.path}: isoFLOP profiles need a loss column")
     if bootstrap < 0 or bootstrap == 1:
         raise TunerError(f"--bootstrap must be 0 or >= 2, got {bootstrap}")
+    from tuner.run.watchdog import check_fits, check_seed
+    check_seed(seed)
+    check_fits(bootstrap, "--bootstrap")
     if not bandwidth > 0:
         raise TunerError(f"--bandwidth must be > 0 decades, got {bandwidth}")
     n = f["n_active"].to_numpy(dtype=float)

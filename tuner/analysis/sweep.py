@@ -124,7 +124,7 @@ def plan(path: str | Path) -> tuple[list, list[str]]:
     if "seeds" in raw and not isinstance(raw["seeds"], list):
         raise TunerError(f"{path}: 'seeds' must be a list of integers, e.g. [0, 1, 2], got "
                          f"{json.dumps(raw['seeds'])}")
-    seeds = _integers(raw.get("seeds", [0]), "seeds", path, None)
+    seeds = _integers(raw.get("seeds", [0]), "seeds", path, 0)
     options = raw.get("options", {})
     if not isinstance(options, dict):
         raise TunerError(f"{path}: 'options' must be an object of fit options, got "

@@ -25,7 +25,7 @@ from tuner.run import mpi
 from tuner.run.progress import Progress
 from tuner.run.coefficients import coefficients
 from tuner.run.rundir import RunDir, sync, write_json
-from tuner.run.watchdog import check_capacity
+from tuner.run.watchdog import MAX_EVAL_DELAY, check_capacity, check_fits, check_seed
 from tuner.data.datasets import file_hash, resolve_data_path
 from tuner.laws.spaces import Space, load_space, paper_space
 
@@ -117,8 +117,13 @@ class FitConfig:
             raise TunerError(f"unknown --liar {self.liar!r}; choose one of {', '.join(LIARS)}")
         if not (math.isfinite(self.eval_delay) and self.eval_delay >= 0):
             raise TunerError(f"--eval-delay must be finite and >= 0, got {self.eval_delay}")
+        if self.eval_delay > MAX_EVAL_DELAY:
+            raise TunerError(f"--eval-delay must be at most {MAX_EVAL_DELAY:g} s (a day), got "
+                             f"{self.eval_delay:g}")
         if self.bootstrap < 0 or self.bootstrap == 1:
             raise TunerError(f"--bootstrap must be 0 or >= 2, got {self.bootstrap}")
+        check_seed(self.seed)
+        check_fits(self.bootstrap, "--bootstrap")
         check_capacity(self.evals, self.workers, self.comms)
         if isinstance(self.law, str) and self.law.endswith(".json"):
             # A law file is read once; the run keeps its definition, not its path.

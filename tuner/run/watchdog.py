@@ -84,6 +84,22 @@ def memory_bytes() -> int:
         return 0
 
 
+MAX_FITS = 1_000_000  # whole fits in one command (bootstrap resamples, seeds x panels)
+MAX_EVAL_DELAY = 86400.0
+
+
+def check_seed(seed: object, what: str = "--seed") -> None:
+    """A seed is an integer >= 0 (numpy refuses others with a message naming nothing)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TunerError(f"{what} must be an integer >= 0, got {seed!r}")
+
+
+def check_fits(n: int, what: str) -> None:
+    """Refuse, with the limit named, a number of whole fits no machine finishes."""
+    if n > MAX_FITS:
+        raise TunerError(f"{what} asks for {n} fits; at most {MAX_FITS} in one command")
+
+
 def check_capacity(evals: int, workers: int, comms: str) -> None:
     """Refuse, with the limit named, a budget or worker count this machine cannot hold.
 
