@@ -82,6 +82,12 @@ def _config_bad_type(r: Path) -> None:
     (r / "config.json").write_text(json.dumps(cfg))
 
 
+def _raw_file(name: str, content: bytes):
+    def setup(d: Path) -> None:
+        (d / name).write_bytes(content)
+    return setup
+
+
 def _edit_json(path: Path, **fields) -> None:
     data = json.loads(path.read_text())
     data.update(fields)
@@ -269,6 +275,30 @@ CASES = [
      "--seed must be"),
     ("sweep-seed-negative", ["sweep", "{d}/s.json"], _sweep_file("s.json", json.dumps(
         {"laws": ["hoffmann"], "datasets": ["chinchilla_epoch"], "seeds": [-1]})), "'seeds'"),
+    ("law-file-not-utf8", FIT + ["--law", "{d}/law.json", "--run-dir", "{d}/r"],
+     _raw_file("law.json", b'{"formula": "e + a/N**alpha", "name": "caf\xe9"}'), "not UTF-8"),
+    ("law-file-deep-json", FIT + ["--law", "{d}/law.json", "--run-dir", "{d}/r"],
+     _raw_file("law.json", b"[" * 100000 + b"]" * 100000), "nested too deeply"),
+    ("formula-deep", ["predict", "--law", "-" * 1980 + "e + a/N**alpha", "--n-active", "1e9",
+                      "--tokens", "1e10", "--coefficients", "e=1,a=1,alpha=0.3"], None,
+     "nested more than"),
+    ("isoflop-out-is-file", ["isoflop", "--data", "chinchilla_epoch", "--out", "{d}/afile"],
+     _setup_file, "is a file"),
+    ("isoflop-budget-missing", ["isoflop", "--data", "{d}/x.csv", "--budget-column", "b",
+                                "--out", "{d}/o"],
+     _raw_file("x.csv", b"n_active,tokens,loss,b\n1e8,2e9,3.1,1\n2e8,4e9,2.9,\n"
+                        b"4e8,8e9,2.7,1\n"), "run 2 has no value"),
+    ("group-missing-value", FIT + ["--data", "{d}/g.csv", "--group", "g", "--run-dir", "{d}/r"],
+     _raw_file("g.csv", b"n_active,tokens,loss,g\n1e8,2e9,3.1,a\n2e8,4e9,2.9,\n"
+                        b"4e8,8e9,2.7,b\n8e8,8e9,2.6,b\n"), "run 2 has no value"),
+    ("per-group-without-group", FIT + ["--per-group", "e", "--run-dir", "{d}/r"], None,
+     "--per-group needs --group"),
+    ("out-under-proc", ["figures", "--only", "fig2", "--out", "/proc/tuner-audit"], None,
+     "/proc/tuner-audit"),
+    ("sweep-option-nested-list", ["sweep", "{d}/s.json"], _sweep_file("s.json", json.dumps(
+        {**SWEEP_OK, "options": {"optimizer": [["random"]]}})), "--optimizer must be a name"),
+    ("sweep-option-wrong-type", ["sweep", "{d}/s.json"], _sweep_file("s.json", json.dumps(
+        {**SWEEP_OK, "options": {"drop_outliers": "no"}})), "true or false"),
     ("resume-comms-unknown", ["resume", "{d}/run", "--comms", "smoke"],
      lambda d, run: _edit_run(d, run, lambda r: None), "--comms"),
     ("reproduce-foreign-file", ["reproduce", "fig7", "--out", "{d}/out", "--evals", "2",

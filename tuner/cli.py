@@ -712,6 +712,7 @@ def _add_isoflop_parser(sub) -> None:
                                                     "fit Eq 2 to the same runs here)")
     p.add_argument("--keep-outliers", action="store_true", help="keep rows flagged outlier")
     _add_out(p, "isoflop", "isoflop.png/.svg/.md/.csv")
+    _force_option(p)
     _add_json(p, "the power laws, budgets and Approach 3")
 
 
@@ -721,17 +722,20 @@ def cmd_isoflop(args) -> int:
     from tuner.analysis.isoflop import budget_rows, fit_approach3, isoflop
     from tuner.data.datasets import load
     from tuner.views.isoflop import isoflop_figure
+    from tuner.views.outputs import guard, record, stems
     from tuner.views.tables import markdown, write_tables
+    out = Path(args.out).resolve() / "isoflop"
+    written = guard(stems(out, ("md", "csv", "png", "svg")), args.force)
     data = load(args.data, drop_outliers=not args.keep_outliers)
     r = isoflop(data, budget_column=args.budget_column, bandwidth=args.bandwidth,
                 min_runs=args.min_runs, bootstrap=args.bootstrap, seed=args.seed)
     a3 = fit_approach3(args.data, run_dir=args.fit, drop_outliers=not args.keep_outliers,
                        seed=args.seed)
-    out = Path(args.out).resolve() / "isoflop"
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = budget_rows(r, data)
     write_tables(rows, out)
     fig = isoflop_figure(r, data, out, approach3=a3, approach3_params=a3["params"])
+    record(written)
     if args.json:
         _print_json({"a": r.a, "a_interval": r.a_interval, "b": r.b,
                      "b_interval": r.b_interval, "budgets": rows, "grouping": r.grouping,
@@ -779,3 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a path the user gave that the system refuses (/proc, a full disk)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tuner: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2

@@ -156,6 +156,9 @@ def isoflop(dataset: Dataset, *, budget_column: str | None = None,
         if budget_column not in f:
             raise TunerError(f"{dataset.path}: no column {budget_column!r} to group budgets by "
                              f"(columns: {', '.join(map(str, f.columns))})")
+        if f[budget_column].isna().any():
+            raise TunerError(f"--budget-column {budget_column}: {dataset.path}: "
+                             f"{dataset.which(f[budget_column].isna().to_numpy())} has no value")
         keys = f[budget_column].to_numpy()
         uniq = sorted(set(keys), key=lambda k: float(np.mean(compute[keys == k])))
         label = np.array([uniq.index(k) for k in keys])

@@ -48,6 +48,11 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def which(self, mask: np.ndarray) -> str:
+        """The first run where ``mask`` holds, for a message ("run 7", in the file's order
+        among the runs kept)."""
+        return f"run {int(np.flatnonzero(mask)[0]) + 1}"
+
     def subset(self, mask: np.ndarray, suffix: str) -> "Dataset":
         return Dataset(f"{self.name}[{suffix}]", self.path,
                        self.frame[np.asarray(mask)].reset_index(drop=True), self.loss_kind)
@@ -66,6 +71,10 @@ class Dataset:
         if column not in self.frame:
             raise TunerError(f"--group: {self.path} has no column {column!r} (columns: "
                              f"{', '.join(map(str, self.frame.columns))})")
+        missing = self.frame[column].isna().to_numpy()
+        if missing.any():
+            raise TunerError(f"--group {column}: {self.path}: {self.which(missing)} has no "
+                             "value (every run needs its group)")
         values = self.frame[column].astype(str)
         labels = sorted(values.unique())
         if len(labels) < 2:

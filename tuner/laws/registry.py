@@ -238,6 +238,10 @@ def law_from_file(path: str | Path) -> Law:
         raise TunerError(f"{path}: cannot read law file ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise TunerError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except UnicodeDecodeError as exc:
+        raise TunerError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise TunerError(f"{path}: JSON nested too deeply for a law file") from None
     return law_from_dict(raw, str(path))
 
 

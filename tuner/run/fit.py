@@ -30,6 +30,15 @@ from tuner.data.datasets import file_hash, resolve_data_path
 from tuner.laws.spaces import Space, load_space, paper_space
 
 
+# Options that are one word or a switch: (field, allowed types, what the message asks for).
+_TYPED = [("optimizer", (str,), "a name"), ("objective", (str,), "a name"),
+          ("residual", (str,), "a name"), ("comms", (str,), "a name"),
+          ("surrogate", (str,), "a name"), ("liar", (str,), "a name"),
+          ("space", (str,), "a name or a file"), ("group", (str,), "a column name"),
+          ("drop_outliers", (bool,), "true or false"), ("profile", (bool,), "true or false"),
+          ("faithful", (bool,), "true or false")]
+
+
 @dataclass
 class FitConfig:
     """Everything that defines a run; stored as config.json so the run can be resumed.
@@ -82,6 +91,14 @@ class FitConfig:
 
     def check(self) -> None:
         """Every option checked before anything is written; TunerError naming the bad one."""
+        for name, kinds, what in _TYPED:
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, kinds)
+                                  or (bool not in kinds and isinstance(v, bool))):
+                raise TunerError(f"--{name.replace('_', '-')} must be {what}, got {v!r}")
+        if self.per_group is not None and self.group is None:
+            raise TunerError("--per-group needs --group COLUMN (it names what is fitted per "
+                             "group)")
         for name, what in (("evals", "--evals"), ("workers", "--workers"),
                            ("seed", "--seed"), ("n_initial_points", "--initial-points"),
                            ("bootstrap", "--bootstrap")):
