@@ -119,7 +119,47 @@ def check(text: str) -> ast.Expression:
             raise _refuse(text, node, "comparisons are not allowed")
         else:
             raise _refuse(text, node, f"{type(node).__name__} is not allowed")
+    _check_constants(text, tree.body)
     return tree
+
+
+def _constant(node: ast.AST) -> float | None:
+    """The value of a part of a checked formula with no names in it (None if it has one),
+    in floating point: ``9**9**9`` is inf here, not an integer that takes hours."""
+    if isinstance(node, ast.Constant):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp):
+        v = _constant(node.operand)
+        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+    if isinstance(node, ast.BinOp):
+        a, b = _constant(node.left), _constant(node.right)
+        if a is None or b is None:
+            return None
+        with np.errstate(all="ignore"):
+            x, y = np.float64(a), np.float64(b)
+            op = type(node.op)
+            return float({ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply,
+                          ast.Div: np.divide, ast.Pow: np.power}[op](x, y))
+    if isinstance(node, ast.Call):
+        args = [_constant(a) for a in node.args]
+        if any(a is None for a in args):
+            return None
+        with np.errstate(all="ignore"):
+            f = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt}.get(node.func.id)
+            return float(f(args[0])) if f else float((max if node.func.id == "max" else min)(args))
+    return None
+
+
+def _check_constants(text: str, root: ast.AST) -> None:
+    """Refuse a constant part that is not a finite number (``0**-1``, ``9**9**9``) and a
+    division by a constant zero: every prediction would be inf or NaN."""
+    for node in ast.walk(root):
+        v = _constant(node)
+        if v is not None and not math.isfinite(v):
+            raise _refuse(text, node, "this constant part is not a finite number")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) \
+                and _constant(node.right) == 0:
+            raise _refuse(text, node, "division by zero")
 
 
 def names(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

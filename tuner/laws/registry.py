@@ -252,13 +252,28 @@ def law_from_dict(raw: object, where: str = "law definition") -> Law:
     if unknown:
         raise TunerError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: "
                          f"{', '.join(sorted(LAW_FILE_KEYS))})")
+    for key in ("name", "description", "source"):
+        if key in raw and not isinstance(raw[key], str):
+            raise TunerError(f"{where}: '{key}' must be a string, got {json.dumps(raw[key])}")
     defaults = raw.get("published", raw.get("defaults"))
+
+    def number(v: object) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(v)
+        return float(v)
     try:
-        bounds = {str(k): (float(v[0]), float(v[1])) for k, v in (raw.get("bounds") or {}).items()}
-        values = None if defaults is None else {str(k): float(v) for k, v in defaults.items()}
-    except (TypeError, ValueError, IndexError, AttributeError):
-        raise TunerError(f"{where}: 'defaults' must map names to numbers and 'bounds' names "
-                         "to [low, high]") from None
+        bounds = {str(k): (number(v[0]), number(v[1])) for k, v in
+                  (raw.get("bounds") or {}).items() if len(v) == 2 or number(None)}
+        values = None if defaults is None else {str(k): number(v) for k, v in defaults.items()}
+    except (TypeError, ValueError, IndexError, AttributeError, KeyError):
+        raise TunerError(f"{where}: 'defaults' must map names to finite numbers and 'bounds' "
+                         "names to [low, high]") from None
+    for k, (lo, hi) in bounds.items():
+        if not lo < hi:
+            raise TunerError(f"{where}: bounds of {k}: low {lo:g} is not below high {hi:g}")
+        if values and k in values and not lo <= values[k] <= hi:
+            raise TunerError(f"{where}: default {k}={values[k]:g} lies outside its bounds "
+                             f"[{lo:g}, {hi:g}]")
     name = str(raw.get("name") or raw["formula"])
     try:
         return Law(name, raw["formula"], description=str(raw.get("description", "")),

@@ -291,8 +291,14 @@ def parse_assignments(text: str, what: str = "--coefficients") -> dict[str, floa
         key, sep, val = item.partition("=")
         if not sep:
             raise TunerError(f"{what}: {item!r} is not of the form name=value")
+        key = key.strip()
         try:
-            out[key.strip()] = float(val)
+            value = float(val)
         except ValueError:
-            raise TunerError(f"{what}: {key.strip()!r} has a non-numeric value {val!r}") from None
+            raise TunerError(f"{what}: {key!r} has a non-numeric value {val!r}") from None
+        if not math.isfinite(value):
+            raise TunerError(f"{what}: {key}={val.strip()} is not a finite number")
+        if key in out:
+            raise TunerError(f"{what}: {key} is given twice")
+        out[key] = value
     return out
