@@ -88,6 +88,15 @@ def _raw_file(name: str, content: bytes):
     return setup
 
 
+def _space_with_infinite_bound(d: Path) -> None:
+    from importlib.resources import files
+    space = json.loads(files("tuner.laws").joinpath("search_spaces/hoffmann.json").read_text())
+    for h in space["hyperparameters"]:
+        if h["name"] == "alpha":
+            h["upper"] = float("inf")
+    (d / "sp.json").write_text(json.dumps(space))
+
+
 def _edit_json(path: Path, **fields) -> None:
     data = json.loads(path.read_text())
     data.update(fields)
@@ -319,6 +328,13 @@ CASES = [
     ("law-file-name-number", FIT + ["--law", "{d}/law.json", "--run-dir", "{d}/r"],
      _raw_file("law.json", b'{"formula": "e + a/N**alpha", "name": 42}'),
      "'name' must be a string"),
+    ("space-file-infinite-bound", FIT + ["--space", "{d}/sp.json", "--run-dir", "{d}/r"],
+     _space_with_infinite_bound, "bounds and defaults must be finite"),
+    ("csv-outlier-not-a-flag", ["score", "--law", "hoffmann", "--data", "{d}/ol.csv"],
+     _raw_file("ol.csv", b"n_active,tokens,loss,outlier\n1e8,2e9,3.1,maybe\n"
+                         b"2e8,4e9,2.9,false\n"), "field outlier: 'maybe'"),
+    ("csv-bad-n-active-named", ["score", "--law", "hoffmann", "--data", "{d}/neg.csv"],
+     _raw_file("neg.csv", b"n_active,tokens,loss\n-1.6e9,2e9,3.1\n"), "field n_active"),
     ("resume-comms-unknown", ["resume", "{d}/run", "--comms", "smoke"],
      lambda d, run: _edit_run(d, run, lambda r: None), "--comms"),
     ("reproduce-foreign-file", ["reproduce", "fig7", "--out", "{d}/out", "--evals", "2",

@@ -109,6 +109,8 @@ BAD = [
     ("n_total,n_active,tokens,sparsity\n1,1,1,0\n", "missing column\\(s\\) loss"),
     ("n_total,n_active,tokens,sparsity,loss\n1e8,1e8,-5,0,3\n", "row 1 \\(line 2\\), field tokens"),
     ("n_total,n_active,tokens,sparsity,loss\n1e8,1e8,1e9,0,3\n0,0,1e9,0,3\n",
+     "row 2 \\(line 3\\), field n_active"),
+    ("n_total,n_active,tokens,sparsity,loss\n1e8,1e8,1e9,0,3\n0,1e8,1e9,0,3\n",
      "row 2 \\(line 3\\), field n_total"),
     ("n_total,n_active,tokens,sparsity,loss\n1e8,1e8,1e9,1.0,3\n", "field sparsity"),
     ("n_total,n_active,tokens,sparsity,loss\n1e8,1e8,1e9,-0.1,3\n", "field sparsity"),

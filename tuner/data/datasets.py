@@ -204,8 +204,15 @@ def load(name_or_path: str, *, drop_outliers: bool = True, need_loss: bool = Tru
     frame = apply_columns(_read_csv(path), columns, str(path))
     frame = check_frame(frame, str(path), need_loss=need_loss, mapped=bool(columns))
     dropped = 0
+    if "outlier" in frame:
+        flags = frame["outlier"].astype(str).str.strip().str.lower()
+        odd = ~flags.isin(["true", "false", "1", "0", "1.0", "0.0", "nan", "none", ""])
+        if odd.any():
+            i = int(np.flatnonzero(odd.to_numpy())[0])
+            raise TunerError(f"{path}: row {i + 1} (line {i + 2}), field outlier: "
+                             f"{frame['outlier'].iloc[i]!r} is not true/false (or 1/0)")
     if drop_outliers and "outlier" in frame:
-        keep = ~frame["outlier"].astype(str).str.lower().isin(["true", "1"])
+        keep = ~frame["outlier"].astype(str).str.lower().isin(["true", "1", "1.0"])
         dropped = int((~keep).sum())
         frame = frame[keep].reset_index(drop=True)
     if "loss" not in frame:
@@ -226,13 +233,18 @@ def check_frame(frame: pd.DataFrame, where: str, *, need_loss: bool = True,
     if frame.empty:
         raise TunerError(f"{where}: no rows")
     frame = frame.copy()
-    for c in cols:
+    # Columns the file gave come first: a bad n_active must not be reported as the n_total
+    # or sparsity derived from it.
+    order = ["n_active", "tokens", *(["loss"] if "loss" in cols else []), "n_total", "sparsity"]
+    for c in order:
         values = pd.to_numeric(frame[c], errors="coerce")
         bad = np.flatnonzero(values.isna() | ~np.isfinite(values.to_numpy(dtype=float)))
         if len(bad):
             i = bad[0]
+            raw = frame[c].iloc[i]
+            shown = repr(raw) if isinstance(raw, str) else f"{float(raw):g}"
             raise TunerError(f"{where}: row {i + 1} (line {i + 2}), field {c}: "
-                             f"{frame[c].iloc[i]!r} is not a finite number")
+                             f"{shown} is not a finite number")
         frame[c] = values.astype(float)
 
     def first(mask: np.ndarray, field: str, rule: str) -> None:
@@ -242,12 +254,12 @@ def check_frame(frame: pd.DataFrame, where: str, *, need_loss: bool = True,
             raise TunerError(f"{where}: row {i + 1} (line {i + 2}), field {field}: "
                              f"{frame[field].iloc[i]:g} {rule}")
 
-    for c in ("n_total", "n_active", "tokens") + (("loss",) if "loss" in cols else ()):
+    for c in ("n_active", "tokens", *(["loss"] if "loss" in cols else []), "n_total"):
         first(frame[c].to_numpy() <= 0, c, "must be > 0")
-    s = frame["sparsity"].to_numpy()
-    first((s < 0) | (s >= 1), "sparsity", "must lie in [0, 1)")
     first(frame["n_active"].to_numpy() > frame["n_total"].to_numpy() * (1 + 1e-9), "n_active",
           "exceeds n_total")
+    s = frame["sparsity"].to_numpy()
+    first((s < 0) | (s >= 1), "sparsity", "must lie in [0, 1)")
     return frame
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -162,13 +163,21 @@ def load_space(law: "str | Law", path: str | Path) -> Space:
         raise TunerError(f"{path}: search-space file not found")
     try:
         raw = json.loads(path.read_text())
+        for h in raw.get("hyperparameters", []) if isinstance(raw, dict) else []:
+            for key in ("lower", "upper", "default_value"):
+                v = h.get(key) if isinstance(h, dict) else None
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise TunerError(f"{path}: {h.get('name')!r} has {key} {v}; bounds and "
+                                     "defaults must be finite numbers")
         from ConfigSpace import ConfigurationSpace
-        cs = ConfigurationSpace.from_json(path)
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise TunerError(f"{path}: not a valid ConfigSpace JSON space ({exc})") from None
+        with warnings.catch_warnings():  # its warnings would be lines beside ours
+            warnings.simplefilter("ignore")
+            cs = ConfigurationSpace.from_json(path)
+    except TunerError:
+        raise
     except Exception as exc:  # ConfigSpace raises a variety of types on malformed input
-        raise TunerError(f"{path}: not a valid ConfigSpace JSON space ({type(exc).__name__}: "
-                         f"{exc})") from None
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise TunerError(f"{path}: not a valid ConfigSpace JSON space ({why})") from None
     given = {h.get("name"): h for h in raw.get("hyperparameters", []) if isinstance(h, dict)}
     names = list(law.params)
     missing = [n for n in names if n not in cs]

@@ -2,6 +2,7 @@
 report (predicted vs observed, residuals, fitted curves)."""
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ class RunTrace:
         run = RunDir.open(path)
         fit = run.config()["fit"]
         results = run.results()
+        for w in results.attrs.get("warnings", []):  # torn or edited lines: never results
+            print(f"tuner: warning: {w}", file=sys.stderr)
         if results.empty:
             raise TunerError(f"{run.path}: no finished evaluations")
         summary = run.summary() if run.summary_path.is_file() else {}
