@@ -293,3 +293,15 @@ def test_lean_forest_predicts_bit_for_bit_as_skopt_forest(surrogate):
             assert np.array_equal(got, want)
         assert np.array_equal(lean.predict(candidates), ref.predict(candidates))
         assert lean.predict(X).std() > 0  # it learned something
+
+
+def test_several_workers_start_the_early_polish_after_the_first_batch(problem):
+    """With n points asked at once, the polish starts from the best of the first n (the
+    published start among them), not after every initial point; one worker keeps waiting
+    for all of them."""
+    space, obj = problem
+    for batch, first_polish in ((4, 4), (1, 10)):
+        opt = make("ytopt", space, seed=2, budget=100)
+        hist = drive(opt, obj, 14 + batch, batch=batch)
+        polished = [i for i, (k, _) in enumerate(hist) if k in opt._polish_keys]
+        assert polished and polished[0] == first_polish, (batch, polished[:3])

@@ -236,6 +236,12 @@ class YtoptOptimizer(Optimizer):
     def _propose(self, n: int) -> list[Config]:
         if self.n_bo is None:
             return self._bayes(n)
+        if n > 1 and self._bo_asked == 0 and not self._polishing:
+            # Several workers: the early polish starts from the best of the first batch (the
+            # published start among it) instead of waiting for every initial point; its
+            # rounds of n trials would otherwise come after them all, and the optimum's basin
+            # after ~1.5x the evaluations of one worker (benchmarks/ensemble.py).
+            self._next_polish = min(self._next_polish, n)
         while True:
             if self._local is not None:
                 out = self._local.propose(n)
