@@ -1,6 +1,7 @@
 """Parallel runs of the default fit through libEnsemble: speed-up, manager time, quality.
 
     python benchmarks/ensemble.py [--evals 40] [--delay 0.5] [--reps 2] [--no-mpi]
+    python benchmarks/ensemble.py --only quality        # or speed-up, manager
 
 1. The default fit (ytopt) of hoffmann x chinchilla_epoch with ``--eval-delay DELAY`` (each
    evaluation sleeps, as a costly objective would), 1 and 4 workers, with local processes,
@@ -103,9 +104,20 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.5, help="--eval-delay (default 0.5 s)")
     ap.add_argument("--reps", type=int, default=2, help="repetitions of each case (default 2)")
     ap.add_argument("--no-mpi", dest="mpi", action="store_false", help="skip mpirun")
+    ap.add_argument("--only", choices=["speed-up", "manager", "quality"],
+                    help="one part only (default: all three)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.only == "quality":
+            print(markdown(quality(tmp)))
+            return
+        if args.only == "manager":
+            print(json.dumps({k: round(v, 3) for k, v in manager_time(tmp).items()}))
+            return
+        if args.only == "speed-up":
+            print(markdown(speedups(args.evals, args.delay, args.reps, args.mpi, tmp)))
+            return
         print(f"## Speed-up: default fit, {args.evals} evaluations, --eval-delay {args.delay}, "
               f"end to end, median of {args.reps}\n")
         print(markdown(speedups(args.evals, args.delay, args.reps, args.mpi, tmp)))
