@@ -271,3 +271,6 @@ def test_sentinel_names_the_first_rank_to_end_and_the_lost_evaluations(tmp_path)
     w3.write_text(json.dumps(json.loads(w3.read_text()) | {"signal": "SIGTERM"}))
     line = sentinel.message(str(tmp_path), hint, 99, [(10.0, [3])], 10.0)
     assert "MPI rank 3 (pid" in line and "was stopped by SIGTERM" in line
+    # a batch's marks count tasks, not eval_ids
+    line = sentinel.message(str(tmp_path), "h", 99, [(10.0, [1])], 10.0, unit="task")
+    assert "MPI rank 1 (pid" in line and "tasks 4, 6 were lost" in line

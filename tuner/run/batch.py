@@ -238,7 +238,8 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
         try:
             with _one_blas_thread():
                 H, _, _ = watchdog.guarded(ensemble, watchdog.Watchdog(workdir, comms, workers,
-                                                                       resume_hint=hint))
+                                                                       resume_hint=hint,
+                                                                       unit="task"))
         except watchdog.RunAborted as exc:
             if comms == "mpi":  # worker ranks wait for a manager that will not send again
                 import sys

@@ -50,7 +50,7 @@ def launcher() -> int:
     return 0
 
 
-def start(run_dir: str, hint: str) -> subprocess.Popen | None:
+def start(run_dir: str, hint: str, unit: str = "eval_id") -> subprocess.Popen | None:
     """In the manager: start the sentinel of this run (None if it cannot start).
 
     Its stderr is the launcher's, opened now (the launcher may be gone by the time there is
@@ -63,7 +63,7 @@ def start(run_dir: str, hint: str) -> subprocess.Popen | None:
         mpirun = 0
     try:
         return subprocess.Popen([sys.executable, "-m", "tuner.run.sentinel", run_dir, hint,
-                                 str(os.getpid()), str(mpirun)], stdin=subprocess.PIPE,
+                                 str(os.getpid()), str(mpirun), unit], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     except OSError:
         return None
@@ -137,7 +137,7 @@ def _watch(run_dir: str, manager: int) -> tuple[bool, list[tuple[float, list[int
 
 
 def message(run_dir: str, hint: str, manager: int, ended: list[tuple[float, list[int]]],
-            now: float) -> str:
+            now: float, unit: str = "eval_id") -> str:
     """The line the manager could not print."""
     marks = _marks(run_dir)
     causes = [(t, ranks) for t, ranks in ended if now - t <= CAUSE_SECONDS]
@@ -152,18 +152,18 @@ def message(run_dir: str, hint: str, manager: int, ended: list[tuple[float, list
     else:
         what = f"the manager (MPI rank 0, pid {manager}) was killed"
     lost = sorted(m["eval_id"] for m in marks.values() if m.get("eval_id") is not None)
-    lost_text = ("eval_id" + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))
+    lost_text = (unit + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))
                  + (" were" if len(lost) > 1 else " was") + " lost") if lost \
-        else "no evaluation was lost"
+        else f"no {'evaluation' if unit == 'eval_id' else unit} was lost"
     return f"tuner: error: {what}; {lost_text}; the run stopped ({hint})"
 
 
 def main(argv: list[str]) -> int:
-    run_dir, hint, manager, mpirun = argv[0], argv[1], int(argv[2]), int(argv[3])
+    run_dir, hint, manager, mpirun, unit = argv[0], argv[1], int(argv[2]), int(argv[3]), argv[4]
     spoke, ended = _watch(run_dir, manager)
     if spoke:
         return 0
-    line = message(run_dir, hint, manager, ended, time.monotonic())
+    line = message(run_dir, hint, manager, ended, time.monotonic(), unit)
     if mpirun:
         # Its stderr may be a file it writes at its own offset (``> log``): a line appended
         # before its own last words would be overwritten by them.

@@ -287,8 +287,9 @@ class Watchdog:
     """Watches the workers of one run and ends the run on a fault or signal (see module)."""
 
     def __init__(self, run_dir: str | Path, comms: str, workers: int,
-                 resume_hint: str | None = None):
+                 resume_hint: str | None = None, unit: str = "eval_id"):
         self.run_dir, self.comms, self.workers = str(run_dir), comms, workers
+        self.unit = unit  # what a worker's mark counts: a run's eval_id, a batch's task
         self.hint = resume_hint or f"'tuner resume {run_dir}' continues"
         self.reason: tuple[str, int] | None = None
         self.active = False
@@ -320,7 +321,7 @@ class Watchdog:
             for sig in (*SIGNAL_EXIT, _WAKE):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         if self.comms == "mpi":
-            self._sentinel = sentinel.start(self.run_dir, self.hint)
+            self._sentinel = sentinel.start(self.run_dir, self.hint, self.unit)
         self.active = True
         _ACTIVE = self
         self._thread = threading.Thread(target=self._watch, name="tuner-watchdog", daemon=True)
@@ -457,8 +458,8 @@ class Watchdog:
         if pid is not None:
             who += f" (pid {pid})"
         what = f" ({fault})" if fault else ""
-        lost = (f"eval_id {eval_id} was lost" if eval_id is not None
-                else "no evaluation was lost")
+        lost = (f"{self.unit} {eval_id} was lost" if eval_id is not None
+                else f"no {'evaluation' if self.unit == 'eval_id' else self.unit} was lost")
         return f"{who} {how}{what}; {lost}; the run stopped ({self.hint})"
 
     def _busy(self) -> list[tuple[int, dict]]:
