@@ -130,6 +130,16 @@ def _add_workers_comms(p: argparse.ArgumentParser, what: str = "evaluating") -> 
                    help="local (processes, default), threads, or mpi (under mpirun -np N+1)")
 
 
+def _add_batch_options(p: argparse.ArgumentParser, workers_what: str, out_name: str,
+                       files: str, json_what: str) -> None:
+    """The options of a command that runs a batch of fits and writes one table."""
+    _add_workers_comms(p, workers_what)
+    _add_out(p, out_name, files)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_json(p, json_what)
+    _force_option(p)
+
+
 def _add_parallel_options(p: argparse.ArgumentParser) -> None:
     _add_workers_comms(p)
     p.add_argument("--eval-delay", type=float, default=0.0, metavar="SECONDS",
@@ -563,11 +573,8 @@ def _add_validation_parsers(sub) -> None:
     p.add_argument("--include-bound", action="store_true",
                    help="rank fits with a coefficient on a bound of its space too (left out "
                         "of the ranking by default)")
-    _add_workers_comms(p, "fitting laws (one task per law)")
-    _add_out(p, "rank", "rank.md and rank.csv")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_json(p, "one object per law")
-    _force_option(p)
+    _add_batch_options(p, "fitting laws (one task per law)", "rank", "rank.md and rank.csv",
+                       "one object per law")
 
 
 def cmd_validate(args) -> int:
@@ -657,11 +664,8 @@ def _add_sweep_parser(sub) -> None:
                                 "\"datasets\": [...], \"evals\": 200, \"seeds\": [0], "
                                 "\"options\": {fit options by their Python names; a list "
                                 "is one more axis}}; relative paths are read from its folder")
-    _add_workers_comms(p, "fitting (one task per fit)")
-    _add_out(p, "sweep", "sweep.md and sweep.csv")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_json(p, "one object per fit (coefficients under params) and the tables' paths")
-    _force_option(p)
+    _add_batch_options(p, "fitting (one task per fit)", "sweep", "sweep.md and sweep.csv",
+                       "one object per fit (coefficients under params) and the tables' paths")
 
 
 def cmd_sweep(args) -> int:

@@ -192,9 +192,7 @@ def _check(config, opts: dict, where: str, path: Path):
     try:
         config = replace(config, **opts)
         config.check()
-    except TypeError as exc:
-        raise TunerError(f"{path}: {where}: {exc}") from None
-    except TunerError as exc:
+    except (TypeError, TunerError) as exc:
         raise TunerError(f"{path}: {where}: {exc}") from None
     return config
 
