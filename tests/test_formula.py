@@ -10,7 +10,6 @@ from tuner.errors import TunerError
 from tuner.fitting.loop import minimize_inprocess
 from tuner.fitting.objective import Objective, ObjectiveSpec
 from tuner.laws import LAWS, Runs, get_law
-from tuner.laws.formula import parse
 from tuner.laws.registry import Law
 
 
@@ -263,3 +262,27 @@ def test_deep_nesting_is_refused_in_one_line(text):
     from tuner.laws.formula import check
     with pytest.raises(TunerError, match="nested more than"):
         check(text)
+
+
+def test_derivatives_are_cached_and_a_warm_cache_needs_no_sympy(tmp_path):
+    """A law seen before is differentiated from the cache, in a process without SymPy, to
+    the same bits as SymPy's fresh derivatives."""
+    import subprocess
+    import sys
+    code = (
+        "import sys, hashlib, numpy as np; from tuner.laws import get_law, Runs; "
+        "law = get_law(sys.argv[1]); rng = np.random.default_rng(0); n = 10**rng.uniform(7, 10, 40); "
+        "r = Runs(n, n * rng.uniform(1, 8, 40), 10**rng.uniform(9, 12, 40), rng.uniform(0, .9, 40)); "
+        "p = {k: 0.3 + 0.1 * i for i, k in enumerate(law.params)}; "
+        "v, g = law.value_and_grad(p, r); off, cols = law.linear_columns(p, r, law.linear); "
+        "h = hashlib.sha256(v.tobytes() + b''.join(g[k].tobytes() for k in law.params) "
+        "+ off.tobytes() + cols.tobytes()).hexdigest(); print(h, 'sympy' in sys.modules)")
+    env = {**__import__("os").environ, "TUNER_CACHE_DIR": str(tmp_path)}
+    for law in ("hoffmann", "generalized", "abnar", "e + a*min(N, b)**(-alpha) + log(D)/D**c"):
+        runs = [subprocess.run([sys.executable, "-c", code, law], capture_output=True, text=True,
+                               env=env) for _ in range(2)]
+        assert all(p.returncode == 0 for p in runs), runs[0].stderr[-1500:]
+        (cold, cold_sympy), (warm, warm_sympy) = (p.stdout.split() for p in runs)
+        assert cold_sympy == "True" and warm_sympy == "False", law
+        assert warm == cold, law
+    assert len(list((tmp_path / "laws").glob("*-derivatives.json"))) == 4

@@ -1,6 +1,6 @@
-"""What SymPy reads off a formula (linear coefficients, power weights, exponents), kept on
-disk between commands: importing SymPy and analysing a law costs ~1 s, and a short command
-(`tuner laws`, `tuner predict`) should not pay it each time.
+"""What SymPy reads off a formula (linear coefficients, power weights, exponents, the
+derivatives), kept on disk between commands: importing SymPy and analysing a law costs
+~1 s, which a command whose law was seen before should not pay again.
 
 The cache lives in ``$TUNER_CACHE_DIR`` or ``$XDG_CACHE_HOME/tuner`` (``~/.cache/tuner``),
 one JSON file per formula text, tuner version and analysing code. It is only ever a copy: an unreadable,
@@ -14,9 +14,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
+from tuner.errors import TunerError
 from tuner.laws import formula as fm
+
+T = TypeVar("T")
 
 
 def cache_dir() -> Path | None:
@@ -26,7 +29,7 @@ def cache_dir() -> Path | None:
     return Path(base) / "tuner"
 
 
-def _path(formula: str) -> Path | None:
+def _path(formula: str, kind: str) -> Path | None:
     from tuner import __version__
     d = cache_dir()
     if d is None:
@@ -38,25 +41,43 @@ def _path(formula: str) -> Path | None:
     except OSError:
         return None
     key = hashlib.sha256(f"{__version__}\n{code}\n{formula}".encode()).hexdigest()[:32]
-    return d / "laws" / f"{key}.json"
+    return d / "laws" / f"{key}-{kind}.json"
 
 
-def analysis(formula: str, compute: Callable[[], fm.Analysis]) -> fm.Analysis:
-    """The formula's analysis, from the cache when it holds this formula's."""
-    path = _path(formula)
+def _entry(formula: str, kind: str, compute: Callable[[], dict], read: Callable[[dict], T]
+           ) -> T:
+    """``read`` of the cached entry ``kind`` of ``formula``; computed and stored if there is
+    none that reads."""
+    path = _path(formula, kind)
     if path is not None:
         try:
             data = json.loads(path.read_text())
             if data.get("formula") == formula:
-                return fm.Analysis(tuple(data["linear"]), dict(data["power"]),
-                                   frozenset(data["exponents"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    result = compute()
+                return read(data)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, TunerError):
+            pass  # a missing, torn or foreign entry: computed again
+    data = {"formula": formula, **compute()}
+    result = read(data)
     if path is not None:
-        _store(path, {"formula": formula, "linear": list(result.linear),
-                      "power": dict(result.power), "exponents": sorted(result.exponents)})
+        _store(path, data)
     return result
+
+
+def analysis(formula: str, compute: Callable[[], fm.Analysis]) -> fm.Analysis:
+    """The formula's analysis, from the cache when it holds this formula's."""
+    def as_json() -> dict:
+        a = compute()
+        return {"linear": list(a.linear), "power": dict(a.power),
+                "exponents": sorted(a.exponents), "irreducible": list(a.irreducible)}
+    return _entry(formula, "analysis", as_json, lambda d: fm.Analysis(
+        tuple(d["linear"]), dict(d["power"]), frozenset(d["exponents"]),
+        tuple(d["irreducible"])))
+
+
+def compiled(formula: str, compute: Callable[[], dict]) -> fm.Compiled:
+    """The formula's numpy functions, from derivatives SymPy found once
+    (``formula.derivative_code``) and kept in the cache."""
+    return _entry(formula, "derivatives", compute, lambda d: fm.Compiled(formula, d))
 
 
 def _store(path: Path, data: dict) -> None:

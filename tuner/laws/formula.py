@@ -353,10 +353,14 @@ def _power_key(base: str, exponent: str):
     return ("pow", base, exponent)
 
 
-# -- numpy evaluation of SymPy trees (our own walker: nothing generated is exec'd) ------------
+# -- numpy evaluation of SymPy results (our own walker: nothing generated is exec'd) -------
+#
+# SymPy's derivatives are first written as plain trees (nested lists of names, numbers and
+# operations, ``_tree``), which the law cache keeps on disk, so a command whose law was seen
+# before needs no SymPy at all; ``_from_tree`` turns a tree into numpy closures.
 
-def _compile(expr, defs: Mapping | None = None) -> Callable[[dict], np.ndarray]:
-    """A function of an environment (symbol name -> array) computing ``expr`` with numpy.
+def _tree(expr, defs: Mapping | None = None) -> list:
+    """``expr`` as a plain tree; every decision about how to compute it is made here.
 
     ``defs`` maps the common-subexpression symbols ``expr`` may use to what they stand for,
     so a costly term is shared (``Terms``) under the same key in every program."""
@@ -364,72 +368,89 @@ def _compile(expr, defs: Mapping | None = None) -> Callable[[dict], np.ndarray]:
 
     defs = defs or {}
     if expr.is_Symbol:
-        name = expr.name
-        return lambda env: env[name]
+        return ["s", expr.name]
     if expr.is_Number:
-        value = float(expr)
-        return lambda env: value
+        return ["n", float(expr)]
     if expr is sp.E:
-        return lambda env: math.e
-    args = [_compile(a, defs) for a in expr.args]
-    if expr.is_Add:
-        def add(env, args=args):
-            out = args[0](env)
-            for f in args[1:]:
-                out = out + f(env)
-            return out
-        return add
-    if expr.is_Mul:
-        def mul(env, args=args):
-            out = args[0](env)
-            for f in args[1:]:
-                out = out * f(env)
-            return out
-        return mul
+        return ["n", math.e]
     if expr.is_Pow:
-        base, exp = args
-        e = expr.args[1]
+        b, e = expr.args
         if e == -1:
-            return lambda env: 1.0 / base(env)
+            return ["inv", _tree(b, defs)]
         if e == 2:
-            return lambda env: base(env) * base(env)
+            return ["sq", _tree(b, defs)]
         if e == sp.Rational(1, 2):
-            return lambda env: np.sqrt(base(env))
+            return ["sqrt", _tree(b, defs)]
         if e == -sp.Rational(1, 2):
-            return lambda env: 1.0 / np.sqrt(base(env))
-        b = expr.args[0]
+            return ["inv", ["sqrt", _tree(b, defs)]]
         if b.is_Symbol and e.is_Symbol:  # as the formula's own walker computes N**alpha
-            return _shared(_power_key(b.name, e.name), (b.name, e.name),
-                           lambda env: np.power(base(env), exp(env)))
+            return ["npow", b.name, e.name]
         if b.is_Symbol and (-e).is_Symbol:  # N**(-alpha): 1/N**alpha shares N**alpha
-            power = _compile(b ** (-e))  # (the reciprocal itself is cheap: not kept)
-            return lambda env: 1.0 / power(env)
-        return _costly(expr, defs, lambda env: np.power(base(env), exp(env)))
-    if isinstance(expr, sp.exp):
-        return _costly(expr, defs, lambda env: np.exp(args[0](env)))
-    if isinstance(expr, sp.log):
-        return _costly(expr, defs, lambda env: np.log(args[0](env)))
-    if isinstance(expr, (sp.Min, sp.Max)):
-        fold = np.minimum if isinstance(expr, sp.Min) else np.maximum
-
-        def extreme(env, args=args):
-            out = args[0](env)
-            for f in args[1:]:
-                out = fold(out, f(env))
-            return out
-        return extreme
+            return ["inv", ["npow", b.name, (-e).name]]  # (the reciprocal is cheap: not kept)
+        return ["pow", *_costly(expr, defs), _tree(b, defs), _tree(e, defs)]
+    if isinstance(expr, (sp.exp, sp.log)):
+        op = "exp" if isinstance(expr, sp.exp) else "log"
+        return [op, *_costly(expr, defs), _tree(expr.args[0], defs)]
+    if expr.is_Add or expr.is_Mul or isinstance(expr, (sp.Min, sp.Max)):
+        op = ("add" if expr.is_Add else "mul" if expr.is_Mul
+              else "min" if isinstance(expr, sp.Min) else "max")
+        return [op, *(_tree(a, defs) for a in expr.args)]
     if isinstance(expr, sp.Heaviside):  # derivatives of min and max
-        return lambda env: np.heaviside(args[0](env), 0.5)
+        return ["step", _tree(expr.args[0], defs)]
     if isinstance(expr, sp.Piecewise) or isinstance(expr, sp.Abs) or isinstance(expr, sp.sign):
         raise TunerError(f"law formula: cannot evaluate {expr}")
     raise TunerError(f"law formula: unsupported expression {type(expr).__name__}: {expr}")
 
 
-def _costly(expr, defs: Mapping, compute: Callable[[dict], np.ndarray]
-            ) -> Callable[[dict], np.ndarray]:
-    """``compute`` of a power, exp or log, shared under its full expression."""
+def _costly(expr, defs: Mapping) -> tuple[str, list[str]]:
+    """The sharing key of a power, exp or log (its full expression) and the names in it."""
+    import sympy as sp
     full = expr.xreplace(defs)
-    return _shared(full, (s.name for s in full.free_symbols), compute)
+    return sp.srepr(full), sorted(s.name for s in full.free_symbols)
+
+
+def _from_tree(t: list) -> Callable[[dict], np.ndarray]:
+    """A function of an environment (symbol name -> array) computing tree ``t`` with numpy."""
+    op = t[0]
+    if op == "s":
+        name = t[1]
+        return lambda env: env[name]
+    if op == "n":
+        value = float(t[1])
+        return lambda env: value
+    if op == "npow":
+        b, e = t[1], t[2]
+        return _shared(_power_key(b, e), (b, e), lambda env: np.power(env[b], env[e]))
+    if op in ("pow", "exp", "log"):
+        args = [_from_tree(a) for a in t[3:]]
+        if op == "pow":
+            base, exponent = args
+            return _shared(t[1], t[2], lambda env: np.power(base(env), exponent(env)))
+        fn = np.exp if op == "exp" else np.log
+        return _shared(t[1], t[2], lambda env: fn(args[0](env)))
+    args = [_from_tree(a) for a in t[1:]]
+    if op == "inv":
+        return lambda env: 1.0 / args[0](env)
+    if op == "sq":
+        def square(env):
+            v = args[0](env)
+            return v * v
+        return square
+    if op == "sqrt":
+        return lambda env: np.sqrt(args[0](env))
+    if op == "step":
+        return lambda env: np.heaviside(args[0](env), 0.5)
+    if op in ("add", "mul", "min", "max"):
+        fold = {"add": lambda a, b: a + b, "mul": lambda a, b: a * b, "min": np.minimum,
+                "max": np.maximum}[op]
+
+        def reduce(env):
+            out = args[0](env)
+            for f in args[1:]:
+                out = fold(out, f(env))
+            return out
+        return reduce
+    raise TunerError(f"law cache: unknown operation {op!r}")
 
 
 def value_function(text: str) -> Callable[[dict], np.ndarray]:
@@ -482,20 +503,27 @@ def _compile_ast(node: ast.AST) -> Callable[[dict], np.ndarray]:
     raise AssertionError(f"unchecked node {type(node).__name__}")  # check() refused it
 
 
+def program_code(exprs: Sequence) -> dict:
+    """Several SymPy expressions as one program's plain trees, sharing common
+    subexpressions (SymPy ``cse``): ``{"steps": [[name, tree], ...], "outputs": [tree, ...]}``."""
+    import sympy as sp
+
+    # '_' names cannot clash with a user's coefficient (the grammar refuses them).
+    reps, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("_t"), optimizations=None)
+    defs: dict = {}  # each '_t' symbol -> the expression it stands for (keys of Terms)
+    steps = []
+    for sym, e in reps:
+        steps.append([sym.name, _tree(e, defs)])
+        defs[sym] = e.xreplace(defs)
+    return {"steps": steps, "outputs": [_tree(e, defs) for e in reduced]}
+
+
 class Program:
-    """Several expressions evaluated together, sharing common subexpressions (SymPy ``cse``)."""
+    """A ``program_code`` run with numpy: its steps in order, then its outputs."""
 
-    def __init__(self, exprs: Sequence):
-        import sympy as sp
-
-        # '_' names cannot clash with a user's coefficient (the grammar refuses them).
-        reps, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("_t"), optimizations=None)
-        defs: dict = {}  # each '_t' symbol -> the expression it stands for (keys of Terms)
-        self.steps = []
-        for s, e in reps:
-            self.steps.append((s.name, _compile(e, defs)))
-            defs[s] = e.xreplace(defs)
-        self.outputs = [_compile(e, defs) for e in reduced]
+    def __init__(self, code: Mapping):
+        self.steps = [(name, _from_tree(t)) for name, t in code["steps"]]
+        self.outputs = [_from_tree(t) for t in code["outputs"]]
 
     def __call__(self, env: dict) -> list:
         env = dict(env)
@@ -663,20 +691,27 @@ def unidentified(p: Parsed, constants: Mapping[str, float]) -> list[str]:
     return [n for n in p.coefficients if n in gone or (n in lost and n not in alive)]
 
 
+def derivative_code(p: Parsed, linear: Sequence[str], power: Mapping[str, str]) -> dict:
+    """What ``Compiled`` runs, from SymPy: the gradient and the linear form as plain trees
+    (JSON, kept in the law cache)."""
+    import sympy as sp
+
+    syms = {s.name: s for s in p.expr.free_symbols}
+    offset, columns = linear_form(p, linear, power)
+    return {"coefficients": list(p.coefficients), "linear": list(linear),
+            "gradient": program_code([sp.diff(p.expr, syms[n]) for n in p.coefficients]),
+            "linear_form": program_code([offset, *columns])}
+
+
 class Compiled:
-    """numpy functions of a parsed law: prediction, gradient, linear form."""
+    """numpy functions of a law: prediction, gradient, linear form (``derivative_code``)."""
 
-    def __init__(self, p: Parsed, linear: Sequence[str], power: Mapping[str, str]):
-        import sympy as sp
-
-        syms = {s.name: s for s in p.expr.free_symbols}
-        self.coefficients = p.coefficients
-        grads = [sp.diff(p.expr, syms[n]) for n in p.coefficients]
-        self._value = _compile_ast(p.tree)
-        self._grad = Program(grads)
-        offset, columns = linear_form(p, linear, power)
-        self._linear = Program([offset, *columns])
-        self.linear = tuple(linear)
+    def __init__(self, text: str, code: Mapping):
+        self.coefficients = tuple(code["coefficients"])
+        self._value = value_function(text)
+        self._grad = Program(code["gradient"])
+        self._linear = Program(code["linear_form"])
+        self.linear = tuple(code["linear"])
 
     def value(self, env: dict) -> np.ndarray:
         return self._value(env)
@@ -716,6 +751,7 @@ class Analysis:
     linear: tuple[str, ...]
     power: dict[str, str]
     exponents: frozenset[str]  # coefficients that appear in an exponent
+    irreducible: tuple[str, ...] = ()  # linear terms that do not shrink with N or D
 
 
 def analyse(p: Parsed) -> Analysis:
@@ -729,4 +765,8 @@ def analyse(p: Parsed) -> Analysis:
                           if s.name not in VARIABLES}
         if isinstance(node, sp.exp):
             exponents |= {s.name for s in node.args[0].free_symbols if s.name not in VARIABLES}
-    return Analysis(linear, power, frozenset(exponents))
+    syms = {s.name: s for s in p.expr.free_symbols}
+    scale_vars = {syms[v] for v in ("N", "N_total", "D") if v in syms}
+    irreducible = tuple(n for n in linear if n not in power
+                        and not (sp.diff(p.expr, syms[n]).free_symbols & scale_vars))
+    return Analysis(linear, power, frozenset(exponents), irreducible)

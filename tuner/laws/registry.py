@@ -95,7 +95,9 @@ class Law:
 
     @cached_property
     def compiled(self) -> fm.Compiled:
-        return fm.Compiled(self.parsed, self.analysis.linear, self.analysis.power)
+        from tuner.laws import cache
+        return cache.compiled(self.formula, lambda: fm.derivative_code(
+            self.parsed, self.analysis.linear, self.analysis.power))
 
     @property
     def params(self) -> tuple[str, ...]:

@@ -272,16 +272,7 @@ def _start(pub: float | None, lo: float, hi: float, log: bool, fallback: float |
 
 def irreducible_terms(law: Law) -> list[str]:
     """Linear coefficients whose term does not shrink with N or D: the irreducible loss."""
-    import sympy as sp
-
-    syms = {s.name: s for s in law.parsed.expr.free_symbols}
-    scale_vars = {syms[v] for v in ("N", "N_total", "D") if v in syms}
-    out = []
-    for n in law.linear:
-        column = sp.diff(law.parsed.expr, syms[n])
-        if not (column.free_symbols & scale_vars) and n not in law.power:
-            out.append(n)
-    return out
+    return [n for n in law.linear if n in law.analysis.irreducible]
 
 
 def published(law: "str | Law") -> dict[str, float]:
