@@ -174,3 +174,17 @@ def test_resume_of_a_converged_run_runs_nothing(tmp_path):
     before = (tmp_path / "r" / "results.csv").read_bytes()
     again = resume(tmp_path / "r", quiet=True)
     assert again["evals"] == s["evals"] and (tmp_path / "r" / "results.csv").read_bytes() == before
+
+
+def test_a_rank_that_runs_no_optimizer_imports_no_scikit_optimize():
+    """MPI worker ranks and reports prepare a fit without its optimizer: under mpirun every
+    rank imports at once, so scikit-optimize's import (about a second) would be paid by each."""
+    import subprocess
+    import sys
+    code = ("import sys; from tuner.run.fit import FitConfig, prepare; "
+            "prepare(FitConfig('hoffmann', 'chinchilla_epoch'), optimizer=sys.argv[1] == '1'); "
+            "print('skopt' in sys.modules)")
+    out = [subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True)
+           for flag in ("0", "1")]
+    assert all(p.returncode == 0 for p in out), out[0].stderr[-1500:] + out[1].stderr[-1500:]
+    assert [p.stdout.strip() for p in out] == ["False", "True"]

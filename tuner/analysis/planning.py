@@ -157,7 +157,7 @@ def fresh_bootstrap(law: str, run_dir: str, k: int, seed: int = 0) -> list[dict[
     from tuner.run.fit import FitConfig, prepare
     from tuner.run.rundir import RunDir
     run = RunDir.open(run_dir)
-    prep = prepare(FitConfig(**run.config()["fit"]))
+    prep = prepare(FitConfig(**run.config()["fit"]), optimizer=False)
     best = run.summary()["best_params"]
     return bootstrap(prep.objective, prep.space, best, k=k, seed=seed)["bootstrap_params"]
 

@@ -176,14 +176,17 @@ class Prepared:
     objective: Objective
 
 
-def prepare(config: FitConfig) -> Prepared:
-    """Check every input before anything is written."""
+def prepare(config: FitConfig, *, optimizer: bool = True) -> Prepared:
+    """Check every input before anything is written; ``optimizer=False`` where no optimizer
+    runs (MPI worker ranks, reports), which then need not import scikit-optimize."""
     config.check()
     spec = config.objective_spec()
     objective = Objective.from_spec(spec)
     space = config.load_space(objective)
-    # The run's own optimizer, built once here so its checks fail before anything is written.
-    _optimizer(config, space, objective_fn=None).close()
+    if optimizer:
+        # The run's own optimizer, built once here so its checks fail before anything is
+        # written.
+        _optimizer(config, space, objective_fn=None).close()
     return Prepared(config, space, objective)
 
 
@@ -248,7 +251,7 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
     if config.comms == "mpi":
         error, path = _mpi_share((error, str(run.path) if run else None))
         if error is None and not manager:
-            prep, run = prepare(config), RunDir.open(path)
+            prep, run = prepare(config, optimizer=False), RunDir.open(path)
     if error is not None:
         if manager:
             raise TunerError(error)
@@ -286,7 +289,7 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
             config.comms = comms
         if config.comms == "mpi":
             config.workers = mpi.workers()
-        prep = prepare(config)
+        prep = prepare(config, optimizer=manager)
         run.check_header(prep.space.all_names)
         done = run.results()
         if run.summary_path.exists():

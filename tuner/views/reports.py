@@ -158,7 +158,7 @@ def report(run_dir: str | Path, out: Path | None = None) -> list[Path]:
     trace = RunTrace.read(run_dir)
     if not trace.summary:
         raise TunerError(f"{trace.path}: no summary.json yet ('tuner resume' finishes it)")
-    prep = prepare(FitConfig(**RunDir.open(run_dir).config()["fit"]))
+    prep = prepare(FitConfig(**RunDir.open(run_dir).config()["fit"]), optimizer=False)
     obj = prep.objective
     params = trace.summary["best_params"]
     frame = obj.dataset.frame
@@ -315,7 +315,7 @@ def fit_report(run_dir: str | Path, out: Path | None = None, *, heldout_share: f
     s = trace.summary
     cfg = RunDir.open(run_dir).config()
     config = FitConfig(**cfg["fit"])
-    prep = prepare(config)
+    prep = prepare(config, optimizer=False)
     obj, space, ds = prep.objective, prep.space, prep.objective.dataset
     out = Path(out) if out else trace.path / "report"
     out.parent.mkdir(parents=True, exist_ok=True)
