@@ -409,6 +409,16 @@ def _costly(expr, defs: Mapping) -> tuple[str, list[str]]:
     return sp.srepr(full), sorted(s.name for s in full.free_symbols)
 
 
+def _fold(op: Callable, args: list[Callable]) -> Callable[[dict], np.ndarray]:
+    """``op`` applied left to right over the values of ``args`` (a sum, a product, min, max)."""
+    def fold(env):
+        out = args[0](env)
+        for f in args[1:]:
+            out = op(out, f(env))
+        return out
+    return fold
+
+
 def _from_tree(t: list) -> Callable[[dict], np.ndarray]:
     """A function of an environment (symbol name -> array) computing tree ``t`` with numpy."""
     op = t[0]
@@ -441,15 +451,8 @@ def _from_tree(t: list) -> Callable[[dict], np.ndarray]:
     if op == "step":
         return lambda env: np.heaviside(args[0](env), 0.5)
     if op in ("add", "mul", "min", "max"):
-        fold = {"add": lambda a, b: a + b, "mul": lambda a, b: a * b, "min": np.minimum,
-                "max": np.maximum}[op]
-
-        def reduce(env):
-            out = args[0](env)
-            for f in args[1:]:
-                out = fold(out, f(env))
-            return out
-        return reduce
+        return _fold({"add": lambda a, b: a + b, "mul": lambda a, b: a * b,
+                      "min": np.minimum, "max": np.maximum}[op], args)
     raise TunerError(f"law cache: unknown operation {op!r}")
 
 
@@ -492,14 +495,7 @@ def _compile_ast(node: ast.AST) -> Callable[[dict], np.ndarray]:
         fn = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt}.get(node.func.id)
         if fn is not None:
             return lambda env: fn(args[0](env))
-        fold = np.minimum if node.func.id == "min" else np.maximum
-
-        def extreme(env):
-            out = args[0](env)
-            for f in args[1:]:
-                out = fold(out, f(env))
-            return out
-        return extreme
+        return _fold(np.minimum if node.func.id == "min" else np.maximum, args)
     raise AssertionError(f"unchecked node {type(node).__name__}")  # check() refused it
 
 
