@@ -286,3 +286,27 @@ def test_derivatives_are_cached_and_a_warm_cache_needs_no_sympy(tmp_path):
         assert cold_sympy == "True" and warm_sympy == "False", law
         assert warm == cold, law
     assert len(list((tmp_path / "laws").glob("*-derivatives.json"))) == 4
+
+
+def test_a_cached_derivative_that_does_not_fit_its_formula_is_computed_again(tmp_path,
+                                                                              monkeypatch):
+    import json
+    from tuner.laws import cache, formula as fm
+    monkeypatch.setenv("TUNER_CACHE_DIR", str(tmp_path))
+    text = "e + a/N**alpha + b/D**beta"
+    p = fm.parse(text)
+    law = get_law(text)
+    fresh = fm.derivative_code(p, law.analysis.linear, law.analysis.power)
+    cache.compiled(text, lambda: fresh)
+    path = next((tmp_path / "laws").glob("*-derivatives.json"))
+    entry = json.loads(path.read_text())
+    entry["gradient"]["outputs"][0] = ["s", "os"]  # a name the formula does not have
+    path.write_text(json.dumps(entry))
+    calls = []
+    got = cache.compiled(text, lambda: calls.append(1) or fresh)
+    assert calls == [1]  # refused, computed again
+    assert json.loads(path.read_text())["gradient"] == fresh["gradient"]  # and stored again
+    runs = Runs(np.array([1e9]), np.array([1e9]), np.array([2e10]), np.array([0.0]))
+    env = {"N": runs.n_active, "D": runs.tokens, "e": 1.0, "a": 400.0, "b": 400.0,
+           "alpha": 0.3, "beta": 0.3}
+    assert all(np.all(np.isfinite(v)) for v in got.gradient(env).values())

@@ -514,6 +514,30 @@ def program_code(exprs: Sequence) -> dict:
     return {"steps": steps, "outputs": [_tree(e, defs) for e in reduced]}
 
 
+def _check_names(code: Mapping, known: set[str]) -> None:
+    """TunerError unless every name a program reads is the formula's or one of its own
+    steps, defined before it is read (a cache entry that does not fit its formula)."""
+    defined = set(known)
+
+    def walk(t) -> None:
+        if t[0] == "s":
+            ok = t[1] in defined
+        elif t[0] == "npow":
+            ok = t[1] in defined and t[2] in defined
+        else:
+            ok = True
+            if t[0] != "n":
+                for a in t[3:] if t[0] in ("pow", "exp", "log") else t[1:]:  # past key, names
+                    walk(a)
+        if not ok:
+            raise TunerError(f"law cache: a name the formula does not define in {t}")
+    for name, tree in code["steps"]:
+        walk(tree)
+        defined.add(name)
+    for tree in code["outputs"]:
+        walk(tree)
+
+
 class Program:
     """A ``program_code`` run with numpy: its steps in order, then its outputs."""
 
@@ -704,6 +728,11 @@ class Compiled:
 
     def __init__(self, text: str, code: Mapping):
         self.coefficients = tuple(code["coefficients"])
+        known = set(names(text)[0]) | set(VARIABLES)
+        if not set(self.coefficients) <= known:
+            raise TunerError("law cache: coefficients not in the formula")
+        for program in (code["gradient"], code["linear_form"]):
+            _check_names(program, known)
         self._value = value_function(text)
         self._grad = Program(code["gradient"])
         self._linear = Program(code["linear_form"])
