@@ -191,6 +191,17 @@ def test_mpi_config_records_real_workers(tmp_path):
     config = json.loads((out / "config.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert config["fit"]["workers"] == 2 and summary["segments"][0]["workers"] == 2
+    # An error only the manager rank checks (the optimizer: worker ranks build none) stops
+    # every rank with its one line, rather than leaving the workers waiting for it.
+    config["fit"]["optimizer"] = "nonsense"
+    (out / "config.json").write_text(json.dumps(config))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = subprocess.run([MPIRUN, "-np", "3", sys.executable, "-m", "tuner", "resume", str(out),
+                        "--evals", "10"], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "tuner: error: unknown optimizer 'nonsense'" in r.stderr and "Traceback" not in r.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_progress_in_jupyter_is_a_bar(monkeypatch):

@@ -10,6 +10,7 @@ from tuner.errors import TunerError
 from tuner.fitting.loop import minimize_inprocess
 from tuner.fitting.objective import Objective, ObjectiveSpec
 from tuner.laws import LAWS, Runs, get_law
+from tuner.laws import formula as fm
 from tuner.laws.registry import Law
 
 
@@ -310,3 +311,52 @@ def test_a_cached_derivative_that_does_not_fit_its_formula_is_computed_again(tmp
     env = {"N": runs.n_active, "D": runs.tokens, "e": 1.0, "a": 400.0, "b": 400.0,
            "alpha": 0.3, "beta": 0.3}
     assert all(np.all(np.isfinite(v)) for v in got.gradient(env).values())
+
+
+def test_a_common_subexpression_is_shared_only_with_what_it_stands_for():
+    """SymPy names common subexpressions _t0, _t1... in each program: (N*D)**alpha in the
+    gradient and (N+D)**alpha in the linear form may both be _t0**alpha, and one evaluation's
+    Terms must not hand one for the other."""
+    law = get_law("e + a*(N*D)**alpha + b*(N+D)**alpha + k*(N+D)**beta")
+    rng = np.random.default_rng(0)
+    n = 10 ** rng.uniform(7, 10, 20)
+    runs = Runs(n, n, 10 ** rng.uniform(9, 12, 20), np.zeros(20))
+    p = {"e": 1.5, "a": 2.0, "b": 3.0, "k": 4.0, "alpha": -0.05, "beta": -0.08}
+    terms = fm.Terms(volatile=law.linear)
+    law.linear_columns(p, runs, law.linear, terms)
+    shared, alone = law.gradient(p, runs, terms), law.gradient(p, runs)
+    for name in law.params:
+        assert np.array_equal(shared[name], alone[name]), name
+
+
+@pytest.mark.parametrize("damage", ["a list", "a number", "wrong names", "deep"])
+def test_a_damaged_cache_entry_is_computed_again(tmp_path, monkeypatch, damage):
+    import json
+    from tuner.laws import cache
+    monkeypatch.setenv("TUNER_CACHE_DIR", str(tmp_path))
+    text = "e + a/N**alpha + b*exp(-beta*D/1e10)"
+    law = get_law(text)
+
+    def compute():
+        return fm.derivative_code(law.parsed, law.analysis.linear, law.analysis.power)
+    fresh = cache.compiled(text, compute)  # computed and stored
+    path = next((tmp_path / "laws").glob("*-derivatives.json"))
+    entry = json.loads(path.read_text())
+    if damage == "a list":
+        path.write_text("[]")
+    elif damage == "a number":
+        path.write_text("3")
+    elif damage == "deep":
+        path.write_text("[" * 100000 + "]" * 100000)
+    else:  # a shared term keyed as if it did not depend on beta: Terms would keep it
+        def strip(t):
+            if isinstance(t, list) and t and t[0] in ("pow", "exp", "log"):
+                t[2] = []
+            for a in t.values() if isinstance(t, dict) else t if isinstance(t, list) else ():
+                strip(a)
+        strip(entry)
+        path.write_text(json.dumps(entry))
+    calls = []
+    again = cache.compiled(text, lambda: calls.append(1) or compute())
+    assert calls == [1]
+    assert again.coefficients == fresh.coefficients

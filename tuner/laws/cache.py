@@ -36,12 +36,24 @@ def _path(formula: str, kind: str) -> Path | None:
         return None
     # The analysing code itself is part of the key: an edited formula.py never reads a
     # stale entry, whatever the version says.
+    # So is SymPy's version: its output (the order of terms, the common subexpressions) fixes
+    # the order of the floating-point operations, and one cache may serve several venvs.
     try:
         code = hashlib.sha256(Path(fm.__file__).read_bytes()).hexdigest()
+        sympy = _sympy_release()
     except OSError:
         return None
-    key = hashlib.sha256(f"{__version__}\n{code}\n{formula}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{__version__}\n{code}\n{sympy}\n{formula}".encode()).hexdigest()[:32]
     return d / "laws" / f"{key}-{kind}.json"
+
+
+def _sympy_release() -> str:
+    """A digest of the installed SymPy's release file, found without importing SymPy."""
+    import importlib.util
+    spec = importlib.util.find_spec("sympy")
+    if spec is None or spec.origin is None:
+        return ""
+    return hashlib.sha256(Path(spec.origin).with_name("release.py").read_bytes()).hexdigest()
 
 
 def _entry(formula: str, kind: str, compute: Callable[[], dict], read: Callable[[dict], T]
@@ -52,9 +64,10 @@ def _entry(formula: str, kind: str, compute: Callable[[], dict], read: Callable[
     if path is not None:
         try:
             data = json.loads(path.read_text())
-            if data.get("formula") == formula:
+            if isinstance(data, dict) and data.get("formula") == formula:
                 return read(data)
-        except (OSError, ValueError, KeyError, TypeError, IndexError, TunerError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+                RecursionError, TunerError):
             pass  # a missing, torn or foreign entry: computed again
     data = {"formula": formula, **compute()}
     result = read(data)
@@ -69,9 +82,7 @@ def analysis(formula: str, compute: Callable[[], fm.Analysis]) -> fm.Analysis:
         a = compute()
         return {"linear": list(a.linear), "power": dict(a.power),
                 "exponents": sorted(a.exponents), "irreducible": list(a.irreducible)}
-    return _entry(formula, "analysis", as_json, lambda d: fm.Analysis(
-        tuple(d["linear"]), dict(d["power"]), frozenset(d["exponents"]),
-        tuple(d["irreducible"])))
+    return _entry(formula, "analysis", as_json, lambda d: fm.Analysis.checked(formula, d))
 
 
 def compiled(formula: str, compute: Callable[[], dict]) -> fm.Compiled:

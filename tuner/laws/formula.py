@@ -384,9 +384,13 @@ def _tree(expr, defs: Mapping | None = None) -> list:
         if e == -sp.Rational(1, 2):
             return ["inv", ["sqrt", _tree(b, defs)]]
         if b.is_Symbol and e.is_Symbol:  # as the formula's own walker computes N**alpha
-            return ["npow", b.name, e.name]
+            if _own(b) and _own(e):
+                return ["npow", b.name, e.name]
+            # A common subexpression '_t' stands for different things in different programs:
+            # keyed by what it stands for.
+            return ["pow", *_costly(expr, defs), ["s", b.name], ["s", e.name]]
         if b.is_Symbol and (-e).is_Symbol:  # N**(-alpha): 1/N**alpha shares N**alpha
-            return ["inv", ["npow", b.name, (-e).name]]  # (the reciprocal is cheap: not kept)
+            return ["inv", _tree(b ** (-e), defs)]  # (the reciprocal is cheap: not kept)
         return ["pow", *_costly(expr, defs), _tree(b, defs), _tree(e, defs)]
     if isinstance(expr, (sp.exp, sp.log)):
         op = "exp" if isinstance(expr, sp.exp) else "log"
@@ -400,6 +404,11 @@ def _tree(expr, defs: Mapping | None = None) -> list:
     if isinstance(expr, sp.Piecewise) or isinstance(expr, sp.Abs) or isinstance(expr, sp.sign):
         raise TunerError(f"law formula: cannot evaluate {expr}")
     raise TunerError(f"law formula: unsupported expression {type(expr).__name__}: {expr}")
+
+
+def _own(expr) -> bool:
+    """A name of the formula's (the grammar refuses names that start with '_')."""
+    return bool(expr.is_Symbol) and not expr.name.startswith("_")
 
 
 def _costly(expr, defs: Mapping) -> tuple[str, list[str]]:
@@ -514,28 +523,41 @@ def program_code(exprs: Sequence) -> dict:
     return {"steps": steps, "outputs": [_tree(e, defs) for e in reduced]}
 
 
-def _check_names(code: Mapping, known: set[str]) -> None:
-    """TunerError unless every name a program reads is the formula's or one of its own
-    steps, defined before it is read (a cache entry that does not fit its formula)."""
-    defined = set(known)
+def _check_code(text: str, code: Mapping) -> None:
+    """TunerError unless ``code`` (a cached ``derivative_code``) fits the formula ``text``:
+    its coefficients in the formula's order, one gradient output per coefficient, one linear
+    form column per linear coefficient, every name read defined before it is read, and every
+    shared term keyed with exactly the names it depends on (``Terms`` relies on them)."""
+    own = names(text)[0]
+    coefficients, linear = list(code["coefficients"]), list(code["linear"])
+    if (coefficients != [n for n in own if n in coefficients]
+            or not set(linear) <= set(coefficients)
+            or len(code["gradient"]["outputs"]) != len(coefficients)
+            or len(code["linear_form"]["outputs"]) != 1 + len(linear)):
+        raise TunerError("law cache: an entry that does not fit its formula")
+    for program in (code["gradient"], code["linear_form"]):
+        deps = {n: {n} for n in [*own, *VARIABLES]}  # name -> the formula names it stands for
+        for name, tree in program["steps"]:
+            deps[str(name)] = _depends(tree, deps)
+        for tree in program["outputs"]:
+            _depends(tree, deps)
 
-    def walk(t) -> None:
-        if t[0] == "s":
-            ok = t[1] in defined
-        elif t[0] == "npow":
-            ok = t[1] in defined and t[2] in defined
-        else:
-            ok = True
-            if t[0] != "n":
-                for a in t[3:] if t[0] in ("pow", "exp", "log") else t[1:]:  # past key, names
-                    walk(a)
-        if not ok:
+
+def _depends(t: list, deps: Mapping[str, set]) -> set:
+    """The formula names tree ``t`` depends on; TunerError for a node that does not fit."""
+    op = t[0]
+    if op == "n":
+        float(t[1])
+        return set()
+    if op in ("s", "npow"):
+        if not all(isinstance(n, str) and n in deps for n in t[1:]):
             raise TunerError(f"law cache: a name the formula does not define in {t}")
-    for name, tree in code["steps"]:
-        walk(tree)
-        defined.add(name)
-    for tree in code["outputs"]:
-        walk(tree)
+        return set().union(*(deps[n] for n in t[1:]))
+    children = t[3:] if op in ("pow", "exp", "log") else t[1:]
+    out = set().union(*(_depends(a, deps) for a in children))
+    if op in ("pow", "exp", "log") and (not isinstance(t[1], str) or sorted(out) != t[2]):
+        raise TunerError(f"law cache: a shared term keyed with the wrong names in {t}")
+    return out
 
 
 class Program:
@@ -728,11 +750,7 @@ class Compiled:
 
     def __init__(self, text: str, code: Mapping):
         self.coefficients = tuple(code["coefficients"])
-        known = set(names(text)[0]) | set(VARIABLES)
-        if not set(self.coefficients) <= known:
-            raise TunerError("law cache: coefficients not in the formula")
-        for program in (code["gradient"], code["linear_form"]):
-            _check_names(program, known)
+        _check_code(text, code)
         self._value = value_function(text)
         self._grad = Program(code["gradient"])
         self._linear = Program(code["linear_form"])
@@ -776,7 +794,20 @@ class Analysis:
     linear: tuple[str, ...]
     power: dict[str, str]
     exponents: frozenset[str]  # coefficients that appear in an exponent
-    irreducible: tuple[str, ...] = ()  # linear terms that do not shrink with N or D
+    irreducible: tuple[str, ...]  # linear coefficients whose term does not shrink with N, D
+
+    @classmethod
+    def checked(cls, text: str, data: Mapping) -> "Analysis":
+        """From the JSON the law cache keeps; TunerError unless it fits the formula."""
+        own = set(names(text)[0])
+        linear, power = data["linear"], data["power"]
+        exponents, irreducible = data["exponents"], data["irreducible"]
+        if not (all(isinstance(x, list) for x in (linear, exponents, irreducible))
+                and isinstance(power, dict) and set(linear) <= own
+                and set(exponents) <= own and set(irreducible) <= set(linear)
+                and set(power) <= set(linear) and set(power.values()) <= own):
+            raise TunerError("law cache: an analysis that does not fit its formula")
+        return cls(tuple(linear), dict(power), frozenset(exponents), tuple(irreducible))
 
 
 def analyse(p: Parsed) -> Analysis:

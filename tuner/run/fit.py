@@ -216,6 +216,14 @@ def _task(prep: Prepared, run: RunDir, objective_fn: Callable | None) -> EvalTas
                     eval_delay=prep.config.eval_delay, objective_fn=objective_fn)
 
 
+def _mpi_first_error(error: str | None) -> str | None:
+    """The first error any MPI rank found (rank 0's first), for every rank."""
+    from mpi4py import MPI
+    errors = MPI.COMM_WORLD.allgather(error)
+    return next((e if r == 0 else f"MPI rank {r}: {e}" for r, e in enumerate(errors)
+                 if e is not None), None)
+
+
 def _mpi_share(value_or_error):
     """Rank 0's (value, error) reaches every rank; workers do no preparation of their own."""
     from mpi4py import MPI
@@ -275,6 +283,7 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
         comms = run.config()["fit"].get("comms", "local")
     manager = comms != "mpi" or mpi.rank() == 0
     lock = run.lock() if manager else None
+    failure, converged = None, False
     try:
         raw = run.config()
         config = FitConfig.from_dict(_upgrade(raw["fit"]), str(run.config_path))
@@ -297,22 +306,37 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
         if evals is not None and evals < len(done):
             raise TunerError(f"--evals {evals} is fewer than the {len(done)} evaluations this "
                              "run has already made")
-        if evals is None and _converged(run, len(done)):
-            if lock is not None:
-                lock.release()
-            return run.summary() if manager else None
-        if manager:
+        converged = evals is None and _converged(run, len(done))
+        if manager and not converged:
             run.check_writable()
+    except TunerError as exc:
+        failure = exc
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    error = None if failure is None else str(failure)
+    if comms == "mpi":
+        # Every rank stops if one found an error (some checks are the manager's alone):
+        # a rank that went on would wait forever for a manager that has stopped.
+        error = _mpi_first_error(error)
+    if error is not None or converged:
+        if lock is not None:
+            lock.release()
+        if error is not None and manager:
+            raise failure if failure is not None and str(failure) == error else TunerError(error)
+        return run.summary() if manager and error is None else None
+    if manager:
+        try:
             for w in done.attrs.get("warnings", []):
                 print(f"tuner: warning: {w}", file=sys.stderr, flush=True)
             raw["fit"] = asdict(config)
             # The versions of the latest segment; summary.json's segments keep each one's.
             raw["versions"] = versions()
             write_json(run.config_path, raw)
-    except BaseException:
-        if lock is not None:
+        except BaseException:
             lock.release()
-        raise
+            raise
     return _run(prep, run, done=done, lock=lock, quiet=quiet or not manager,
                 objective_fn=objective_fn)
 
