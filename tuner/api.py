@@ -190,8 +190,8 @@ def fit(law: str, data: str, *, run_dir: PathLike | None = None, quiet: bool = F
     if config.bootstrap and config.comms == "mpi":
         # The refits are one ensemble over the same ranks: worker ranks (summary None) learn
         # from rank 0 whether there is one and which run it is for.
-        from mpi4py import MPI
-        boot_dir = MPI.COMM_WORLD.bcast(boot_dir, root=0)
+        from tuner.run import mpi
+        boot_dir = mpi.share(boot_dir)
     if config.bootstrap and boot_dir is not None:
         from tuner.analysis.bootstrap import bootstrap_run
         bootstrap_run(boot_dir, config.bootstrap, quiet=quiet)

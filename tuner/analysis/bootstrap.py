@@ -66,10 +66,10 @@ def bootstrap(objective: Objective, space: Space, best: Mapping[str, float], *, 
     The K refits are tasks of one ensemble (``tuner.run.batch``); under ``comms="mpi"`` every
     rank calls this, and worker ranks get None."""
     from tuner.run import mpi
-    from tuner.run.batch import Task, is_manager, run_tasks
+    from tuner.run.batch import Task, run_tasks
     from tuner.run.progress import Progress
     task = BootstrapTask(objective, space, best, seed, budget)
-    bar = Progress(k, quiet=quiet or not is_manager(comms), desc="bootstrap", unit="refit")
+    bar = Progress(k, quiet=quiet or not mpi.is_manager(comms), desc="bootstrap", unit="refit")
     try:
         rows = run_tasks([Task(task.refit, i) for i in range(k)], workers=workers,
                          comms=comms, progress=lambda done, total: bar(done), workdir=workdir)

@@ -85,7 +85,8 @@ def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "ytopt"
 
     The refits are the tasks of one libEnsemble ensemble over ``workers`` (one task per
     held-out run; under ``comms="mpi"`` every rank calls this and worker ranks get None)."""
-    from tuner.run.batch import Task, is_manager, run_tasks
+    from tuner.run import mpi
+    from tuner.run.batch import Task, run_tasks
     from tuner.run.progress import Progress
     full = Objective.from_spec(spec)
     ds = full.dataset
@@ -94,7 +95,7 @@ def leave_one_out(spec: ObjectiveSpec, space: Space, *, optimizer: str = "ytopt"
     first = run_tasks([Task(_fit_all, spec, ds, space, optimizer, evals, seed)],
                       workers=workers, comms=comms)
     start = first[0] if first is not None else None  # worker ranks ignore their tasks
-    bar = Progress(len(ds), desc="leave-one-out", unit="refit", quiet=not is_manager(comms))
+    bar = Progress(len(ds), desc="leave-one-out", unit="refit", quiet=not mpi.is_manager(comms))
     try:
         predicted = run_tasks([Task(_refit_without, spec, ds, space, start, i, seed)
                                for i in range(len(ds))], workers=workers, comms=comms,

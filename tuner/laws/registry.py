@@ -263,9 +263,13 @@ def law_from_dict(raw: object, where: str = "law definition") -> Law:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError(v)
         return float(v)
+
+    def pair(v: object) -> tuple[float, float]:
+        if len(v) != 2:
+            raise ValueError(v)
+        return number(v[0]), number(v[1])
     try:
-        bounds = {str(k): (number(v[0]), number(v[1])) for k, v in
-                  (raw.get("bounds") or {}).items() if len(v) == 2 or number(None)}
+        bounds = {str(k): pair(v) for k, v in (raw.get("bounds") or {}).items()}
         values = None if defaults is None else {str(k): number(v) for k, v in defaults.items()}
     except (TypeError, ValueError, IndexError, AttributeError, KeyError):
         raise TunerError(f"{where}: 'defaults' must map names to finite numbers and 'bounds' "

@@ -51,11 +51,6 @@ class TaskFailed(RuntimeError):
     """A task raised something other than bad input; the message carries its traceback."""
 
 
-def is_manager(comms: str) -> bool:
-    """True outside MPI and on MPI rank 0: the process that gets the results."""
-    return comms != "mpi" or mpi.rank() == 0
-
-
 def check_parallel(workers: int, comms: str) -> None:
     """TunerError naming a bad --workers or --comms (before any work starts). Under MPI the
     ranks set the workers, so ``workers`` is not checked."""
@@ -83,7 +78,7 @@ def run_tasks(tasks: Sequence[Callable[[], Any]], *, workers: int = 1, comms: st
     check_parallel(workers, comms)
     tasks = list(tasks)
     if not tasks:
-        return [] if is_manager(comms) else None
+        return [] if mpi.is_manager(comms) else None
     if comms != "mpi" and (workers == 1 or len(tasks) == 1):
         return _run_here(tasks, progress)
     return _run_ensemble(tasks, workers, comms, progress, workdir)
@@ -191,13 +186,12 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
                   workdir: str | None) -> list | None:
     from libensemble.libE import libE
 
-    manager = is_manager(comms)
+    manager = mpi.is_manager(comms)
     scratch = None
     if workdir is None and manager:
         scratch = workdir = tempfile.mkdtemp(prefix="tuner-batch-")
     if comms == "mpi":
-        from mpi4py import MPI
-        workdir = MPI.COMM_WORLD.bcast(workdir, root=0)
+        workdir = mpi.share(workdir)
     n = len(tasks)
     H0 = np.zeros(n, dtype=[("task", object), ("index", int), ("sim_id", int),
                             ("sim_started", bool), ("sim_ended", bool)])
@@ -210,11 +204,10 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
     alloc_specs = {"alloc_f": _alloc, "user": {"progress": progress, "workdir": workdir}}
     # No workflow directory: libEnsemble would move every worker into it, and tasks read
     # relative paths (law files, datasets) from the caller's directory.
-    libE_specs = {"comms": comms, "disable_resource_manager": True, "disable_log_files": True, "save_H_and_persis_on_abort": False,
-                  "abort_on_exception": True}
+    libE_specs = {"comms": comms, "disable_resource_manager": True, "disable_log_files": True,
+                  "save_H_and_persis_on_abort": False, "abort_on_exception": True}
     if comms == "mpi":
-        from mpi4py import MPI
-        libE_specs["mpi_comm"] = MPI.COMM_WORLD
+        libE_specs["mpi_comm"] = mpi.comm()
     else:
         libE_specs["nworkers"] = workers
 
@@ -241,11 +234,8 @@ def _run_ensemble(tasks: list, workers: int, comms: str, progress: Progress | No
                                                                        resume_hint=hint,
                                                                        unit="task"))
         except watchdog.RunAborted as exc:
-            if comms == "mpi":  # worker ranks wait for a manager that will not send again
-                import sys
-                from mpi4py import MPI
-                print(f"tuner: error: {exc}", file=sys.stderr, flush=True)
-                MPI.COMM_WORLD.Abort(exc.exit_code)
+            if comms == "mpi":
+                mpi.abort(str(exc), exc.exit_code)
             raise
     finally:
         os.chdir(cwd)  # a task that changed directory (threads share this process's)

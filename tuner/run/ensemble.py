@@ -230,25 +230,25 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
                          ("grad", float, (d,)), ("curv", float, (d, d)), ("x_done", float, (d,)),
                          ("worker", int)],
                  "user": {"task": task, "manager_pid": os.getpid()}}
-    gen_specs = {"gen_f": gen_ask_tell, "persis_in": ["f", "eval_id", "status", "error", "grad", "curv", "x_done",
-                                               "worker"],
+    run_dir = os.path.dirname(task.results_path)
+    # The generator is told every field a sim returns, and which evaluation it was.
+    gen_specs = {"gen_f": gen_ask_tell,
+                 "persis_in": ["eval_id", *(field[0] for field in sim_specs["out"])],
                  "out": [("x", float, (d,)), ("eval_id", int)],
-                 "user": {"state": state, "run_dir": os.path.dirname(task.results_path)}}
+                 "user": {"state": state, "run_dir": run_dir}}
     # active_recv_gen: the generator may wait for results without sending points first (L-BFGS
     # waits on its line search), so the manager must deliver results whenever they arrive.
     alloc_specs = {"alloc_f": only_persistent_gens,
                    "user": {"async_return": True, "active_recv_gen": True}}
-    libE_specs = {"comms": comms, "disable_resource_manager": True, "gen_on_manager": True, "disable_log_files": True,
-                  "save_H_and_persis_on_abort": False, "abort_on_exception": True,
-                  "workflow_dir_path": os.path.dirname(task.results_path)}
+    libE_specs = {"comms": comms, "disable_resource_manager": True, "gen_on_manager": True,
+                  "disable_log_files": True, "save_H_and_persis_on_abort": False,
+                  "abort_on_exception": True, "workflow_dir_path": run_dir}
     if comms == "mpi":
-        from mpi4py import MPI
-        libE_specs["mpi_comm"] = MPI.COMM_WORLD
+        libE_specs["mpi_comm"] = mpi.comm()
     else:
         libE_specs["nworkers"] = workers
     # sim_max is a backstop only: the generator stops itself at the budget.
     exit_criteria = {"sim_max": budget}
-    run_dir = os.path.dirname(task.results_path)
 
     def ensemble():
         return libE(sim_specs, gen_specs, exit_criteria, {}, alloc_specs, libE_specs)
@@ -267,12 +267,7 @@ def run_libe(task: EvalTask, state: GenState | None, *, workers: int, comms: str
         except watchdog.RunAborted as exc:
             _release_generator(state)
             if comms == "mpi":
-                # Worker ranks wait for a manager that will not send again: only an abort of
-                # the communicator ends them. Say why first; the abort ends this process too.
-                import sys
-                from mpi4py import MPI
-                print(f"tuner: error: {exc}", file=sys.stderr, flush=True)
-                MPI.COMM_WORLD.Abort(exc.exit_code)
+                mpi.abort(str(exc), exc.exit_code)
             raise
     finally:
         os.chdir(cwd)  # threads run in this process: libEnsemble moved it into the run dir

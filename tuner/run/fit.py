@@ -216,20 +216,6 @@ def _task(prep: Prepared, run: RunDir, objective_fn: Callable | None) -> EvalTas
                     eval_delay=prep.config.eval_delay, objective_fn=objective_fn)
 
 
-def _mpi_first_error(error: str | None) -> str | None:
-    """The first error any MPI rank found (rank 0's first), for every rank."""
-    from mpi4py import MPI
-    errors = MPI.COMM_WORLD.allgather(error)
-    return next((e if r == 0 else f"MPI rank {r}: {e}" for r, e in enumerate(errors)
-                 if e is not None), None)
-
-
-def _mpi_share(value_or_error):
-    """Rank 0's (value, error) reaches every rank; workers do no preparation of their own."""
-    from mpi4py import MPI
-    return MPI.COMM_WORLD.bcast(value_or_error, root=0)
-
-
 def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = False,
         objective_fn: Callable[[Mapping[str, float]], float] | None = None) -> dict | None:
     """Run one fit through libEnsemble and return its summary (None on MPI worker ranks).
@@ -238,7 +224,7 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
     """
     if config.bootstrap and objective_fn is not None:
         raise TunerError("--bootstrap needs the built-in objective")
-    manager = config.comms != "mpi" or mpi.rank() == 0
+    manager = mpi.is_manager(config.comms)
     prep = run = lock = None
     error = None
     if config.comms == "mpi":
@@ -257,7 +243,7 @@ def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = F
         except TunerError as exc:
             error = str(exc)
     if config.comms == "mpi":
-        error, path = _mpi_share((error, str(run.path) if run else None))
+        error, path = mpi.share((error, str(run.path) if run else None))
         if error is None and not manager:
             prep, run = prepare(config, optimizer=False), RunDir.open(path)
     if error is not None:
@@ -281,7 +267,7 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
     run = RunDir.open(run_dir)
     if comms is None:  # a read, to learn whether this process is an MPI worker rank
         comms = run.config()["fit"].get("comms", "local")
-    manager = comms != "mpi" or mpi.rank() == 0
+    manager = mpi.is_manager(comms)
     lock = run.lock() if manager else None
     failure, converged = None, False
     try:
@@ -319,7 +305,7 @@ def resume(run_dir: str | Path, evals: int | None = None, *, workers: int | None
     if comms == "mpi":
         # Every rank stops if one found an error (some checks are the manager's alone):
         # a rank that went on would wait forever for a manager that has stopped.
-        error = _mpi_first_error(error)
+        error = mpi.first_error(error)
     if error is not None or converged:
         if lock is not None:
             lock.release()
@@ -370,7 +356,7 @@ def _run(prep: Prepared, run: RunDir, done, *, lock, quiet: bool,
          objective_fn: Callable | None) -> dict | None:
     """Run the remaining budget; releases ``lock`` (the manager's hold on the run) at the end."""
     config = prep.config
-    manager = config.comms != "mpi" or mpi.rank() == 0
+    manager = mpi.is_manager(config.comms)
     n_done = 0 if done is None else len(done)
     remaining = config.evals - n_done
     t0 = time.time()

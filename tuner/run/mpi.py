@@ -1,20 +1,53 @@
-"""What tuner asks of MPI: this rank and the worker count. mpi4py is imported only here and
-only when called (``--comms mpi``)."""
+"""What tuner asks of MPI: this rank, the worker count, rank 0's values shared, the first
+error of any rank, and an abort. mpi4py is imported only here and only when called
+(``--comms mpi``)."""
 from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
 
 from tuner.errors import TunerError
 
 
-def rank() -> int:
+def comm():
+    """The communicator every rank of the run shares."""
     from mpi4py import MPI
-    return MPI.COMM_WORLD.Get_rank()
+    return MPI.COMM_WORLD
+
+
+def rank() -> int:
+    return comm().Get_rank()
+
+
+def is_manager(comms: str) -> bool:
+    """True outside MPI and on MPI rank 0: the process that gets the results."""
+    return comms != "mpi" or rank() == 0
 
 
 def workers() -> int:
     """Workers of an MPI run: every rank but the manager's."""
-    from mpi4py import MPI
-    n = MPI.COMM_WORLD.Get_size() - 1
+    n = comm().Get_size() - 1
     if n < 1:
         raise TunerError("--comms mpi needs at least 2 MPI ranks "
                          "(mpirun -np N+1: one manager and N workers)")
     return n
+
+
+def share(value: Any) -> Any:
+    """Rank 0's ``value``, on every rank (worker ranks pass anything)."""
+    return comm().bcast(value, root=0)
+
+
+def first_error(error: str | None) -> str | None:
+    """The first error any rank found (rank 0's first), on every rank."""
+    errors = comm().allgather(error)
+    return next((e if r == 0 else f"MPI rank {r}: {e}" for r, e in enumerate(errors)
+                 if e is not None), None)
+
+
+def abort(message: str, exit_code: int) -> NoReturn:
+    """Say why, then end every rank: worker ranks waiting for a manager that will not send
+    again end only with an abort of the communicator (which ends this process too)."""
+    print(f"tuner: error: {message}", file=sys.stderr, flush=True)
+    comm().Abort(exit_code)
+    raise SystemExit(exit_code)  # not reached

@@ -118,12 +118,12 @@ def fig7(out: Path, *, evals: int = 200, workers: int = 1, comms: str = "local",
     at a time (``comms``: local processes, threads, or MPI ranks; under MPI the worker ranks
     get None); each runs the same evaluations whatever the worker count."""
     from tuner.run import mpi
-    from tuner.run.batch import Task, check_parallel, is_manager, run_tasks
+    from tuner.run.batch import Task, check_parallel, run_tasks
     from tuner.run.progress import BatchProgress
 
     check_parallel(mpi.workers() if comms == "mpi" else workers, comms)  # before any write
     out = Path(out).resolve()
-    if is_manager(comms):
+    if mpi.is_manager(comms):
         out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     f_evals = min(evals, faithful_evals or evals)
