@@ -295,6 +295,27 @@ def test_lean_forest_predicts_bit_for_bit_as_skopt_forest(surrogate):
         assert lean.predict(X).std() > 0  # it learned something
 
 
+def test_lean_space_draws_and_transforms_as_skopt_space(problem, monkeypatch):
+    from skopt.space import Real, Space
+
+    import tuner.fitting.optimizers.ytopt as ytopt
+    dims = [Real(1e-3, 1e3, prior="log-uniform"), Real(-2.0, 5.0), Real(0.1, 0.9)]
+    ref, lean = Space(dims), ytopt._lean_space(Space(dims))
+    assert type(lean) is not Space
+    for n in (1, 7, 1000):
+        want = ref.rvs(n_samples=n, random_state=np.random.RandomState(n))
+        got = lean.rvs(n_samples=n, random_state=np.random.RandomState(n))
+        assert got == want
+        assert np.array_equal(lean.transform(got), ref.transform(want))
+    # A whole fit asks the same points with it as without it.
+    space, obj = problem
+    runs = []
+    for lean_space in (ytopt._lean_space, lambda s: s):
+        monkeypatch.setattr(ytopt, "_lean_space", lean_space)
+        runs.append(drive(make("ytopt", space, seed=5, budget=60), obj, 60))
+    assert len(runs[0]) > 40 and runs[0] == runs[1]
+
+
 def test_several_workers_start_the_early_polish_after_the_first_batch(problem):
     """With n points asked at once, the polish starts from the best of the first n (the
     published start among them), not after every initial point; one worker keeps waiting
