@@ -791,3 +791,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"tuner: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def run() -> None:
+    """The ``tuner`` and ``python -m tuner`` entry point: ``main``, then exit with its code.
+
+    At exit the interpreter collects garbage one last time, walking every object the imports
+    made (scipy, scikit-learn, pandas: 0.3-0.4 s of a 4 s fit here). The command has closed
+    what it opened, so those objects are frozen out of that walk first."""
+    import gc
+    code = main()
+    gc.freeze()
+    sys.exit(code)
