@@ -201,6 +201,36 @@ def test_newton_polish_in_parallel_is_reproducible_and_in_bounds(problem):
         assert np.all(u >= lo - 1e-9) and np.all(u <= hi + 1e-9)
 
 
+def test_a_failed_secant_step_is_not_tried_again_at_once(monkeypatch):
+    """In abnar's curved valley on clark_routing the secant-corrected step fails again and
+    again; after each failure the polish takes 2, 4, 8... Gauss-Newton successes before it
+    tries another."""
+    from tuner.fitting.optimizers.newton import NewtonSearch
+    obj = Objective.from_spec(ObjectiveSpec("abnar", "clark_routing"))
+    rounds = []  # (search, a secant step, it gained)
+    judge = NewtonSearch._judge
+
+    def watched(self):
+        centre, secant, trials = self.centre, self.hess is not None, dict(self.trials)
+        judge(self)
+        if centre is not None and trials:
+            seen = self.opt.seen
+            rounds.append((id(self), secant, min(seen[k] for k in trials) < seen[centre]))
+
+    monkeypatch.setattr(NewtonSearch, "_judge", watched)
+    drive(make("ytopt", obj.default_space(), seed=11, budget=200), obj, 200)
+    failed = [i for i, (_, secant, gained) in enumerate(rounds) if secant and not gained]
+    assert failed  # the case this guards
+    for i in failed:
+        gains = 0  # Gauss-Newton gains of the same search before its next secant step
+        for search, secant, gained in rounds[i + 1:]:
+            if search == rounds[i][0]:
+                if secant:
+                    assert gains >= 2, (i, gains)
+                    break
+                gains += gained
+
+
 def test_polish_without_curvature_falls_back_to_lbfgs(problem):
     from tuner.fitting.optimizers.lbfgs import LocalSearch
     space, obj = problem

@@ -7,7 +7,9 @@ at a bound, clipped into the box; with idle workers, more trials in the same rou
 stretched 2x and 4x, damped 4x more, stretched 8x...
 The best step that lowers the objective becomes the centre and lam shrinks; if none does, lam
 grows. Near the optimum (gains below 1e-3 relative) the matrix is corrected by BFGS updates
-from the gradients' change, since IRLS alone converges only linearly on a Huber objective.
+from the gradients' change, since IRLS alone converges only linearly on a Huber objective;
+where a corrected step fails (a curved valley, as abnar's on clark_routing), the run goes on
+with Gauss-Newton steps for 2, 4, 8... successes before it tries one again.
 A start ends when steps stop improving (relative gain < 1e-7 twice in a row, or lam beyond
 1e10), when it comes close to an optimum an earlier start reached (within 0.05 in internal
 coordinates and 5% in value: the same basin), or after ``max_rounds`` (set aside, for a
@@ -48,6 +50,8 @@ class NewtonSearch:
         self.rounds = 0
         self.hess: np.ndarray | None = None  # the run's curvature, secant-corrected
         self.set_aside: list[tuple] = []  # centres of runs cut off by max_rounds
+        self.secant_failures = 0  # secant-corrected steps of this run that failed
+        self.secant_wait = 0      # Gauss-Newton successes to go before the next one
 
     @property
     def finished(self) -> bool:
@@ -145,10 +149,11 @@ class NewtonSearch:
         best = min(trials, key=lambda k: o.seen[k])
         v0, v1 = o.seen[self.centre], o.seen[best]
         if v1 < v0 and self._usable(best):
-            if v0 - v1 <= ENDGAME * abs(v0):
+            if v0 - v1 <= ENDGAME * abs(v0) and self.secant_wait <= 0:
                 self._secant(self.centre, best)
             else:
-                self.hess = None  # far from the optimum: Gauss-Newton steps
+                self.secant_wait -= 1
+                self.hess = None  # far from the optimum, or the secant failed: Gauss-Newton
             self.tiny = self.tiny + 1 if (v0 - v1) <= TINY_GAIN * abs(v0) else 0
             self.centre, self.lam = best, max(trials[best] / 3.0, LAMBDA_MIN)
             if self.tiny >= TINY_ROUNDS:
@@ -156,7 +161,13 @@ class NewtonSearch:
             elif self._known_basin():
                 self.centre = None
         elif self.hess is not None:
-            self.hess = None  # the secant-corrected step failed: back to Gauss-Newton
+            # The secant-corrected step failed: back to Gauss-Newton, and not straight back
+            # to the secant after the next success (in a curved valley that wasted two
+            # evaluations of every three: a failed secant step, then a Gauss-Newton step
+            # damped too little; benchmarks/speed.py).
+            self.hess = None
+            self.secant_failures += 1
+            self.secant_wait = 2 ** self.secant_failures
         else:
             self.lam = max(trials.values()) * 4.0
             if self.lam > LAMBDA_MAX:
@@ -171,6 +182,7 @@ class NewtonSearch:
     def _begin(self, k: tuple) -> None:
         self.centre, self.lam, self.tiny, self.rounds = k, LAMBDA0, 0, 0
         self.hess = None
+        self.secant_failures = self.secant_wait = 0
 
     def _secant(self, k0: tuple, k1: tuple) -> None:
         """BFGS update of the curvature along the step just taken. The IRLS Gauss-Newton
