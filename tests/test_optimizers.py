@@ -231,6 +231,24 @@ def test_a_failed_secant_step_is_not_tried_again_at_once(monkeypatch):
                 gains += gained
 
 
+def test_a_limit_probe_takes_the_polish_past_a_ridge(monkeypatch):
+    """generalized x frantar_t5, seed 12: every polish ends in the basin of gamma = 0
+    (0.000845) unless the stalled run is probed with gamma at its bound; from the winning
+    probe the polish widens gamma to the best optimum known (0.000620)."""
+    import tuner.fitting.optimizers.ytopt as ytopt
+    obj = Objective.from_spec(ObjectiveSpec("generalized", "frantar_t5"))
+    wins = []
+    polish = ytopt.YtoptOptimizer._polish_probe
+    monkeypatch.setattr(ytopt.YtoptOptimizer, "_polish_probe",
+                        lambda self: (wins.append(self._probe_win), polish(self))[1])
+    opt = make("ytopt", obj.default_space(), seed=12, budget=200)
+    hist = drive(opt, obj, 200)
+    assert len(wins) == 1 and opt.space.dims[-1].name == "gamma"
+    assert dict(zip(opt.space.names, wins[0]))["gamma"] == 3.0  # the box's bound
+    assert opt.space.dims[-1].upper > 3.0  # widened by the polish that followed
+    assert min(v for _, v in hist) < 1.01 * 0.000620
+
+
 def test_polish_without_curvature_falls_back_to_lbfgs(problem):
     from tuner.fitting.optimizers.lbfgs import LocalSearch
     space, obj = problem

@@ -51,6 +51,8 @@ class NewtonSearch:
         self.hess: np.ndarray | None = None  # the run's curvature, secant-corrected
         self.set_aside: list[tuple] = []  # centres of runs cut off by max_rounds
         self.secant_failures = 0  # secant-corrected steps of this run that failed
+        self.path: list[float] = []  # the run's value after each round
+        self.stall_seen: int | None = None  # the round a stall was last reported
         self.secant_wait = 0      # Gauss-Newton successes to go before the next one
 
     @property
@@ -147,6 +149,7 @@ class NewtonSearch:
             return
         self.rounds += 1
         best = min(trials, key=lambda k: o.seen[k])
+        self.path.append(min(o.seen[best], o.seen[self.centre]))
         v0, v1 = o.seen[self.centre], o.seen[best]
         if v1 < v0 and self._usable(best):
             if v0 - v1 <= ENDGAME * abs(v0) and self.secant_wait <= 0:
@@ -183,6 +186,19 @@ class NewtonSearch:
         self.centre, self.lam, self.tiny, self.rounds = k, LAMBDA0, 0, 0
         self.hess = None
         self.secant_failures = self.secant_wait = 0
+        self.path = []
+        self.stall_seen = None
+
+    def new_stall(self, rounds: int = 10, gain: float = 1e-3, every: int = 20) -> bool:
+        """True when the run goes on but has gained less than ``gain`` (relative) in its last
+        ``rounds`` rounds, at most once every ``every`` rounds of a run."""
+        p = self.path
+        if (self.centre is None or len(p) <= rounds
+                or (self.stall_seen is not None and len(p) < self.stall_seen + every)
+                or p[-rounds - 1] - p[-1] > gain * abs(p[-1])):
+            return False
+        self.stall_seen = len(p)
+        return True
 
     def _secant(self, k0: tuple, k1: tuple) -> None:
         """BFGS update of the curvature along the step just taken. The IRLS Gauss-Newton

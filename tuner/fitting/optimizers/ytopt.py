@@ -38,6 +38,7 @@ LIARS = ("cl_max", "cl_min", "cl_mean")
 FINAL_STARTS = 5  # polishes from the best points of the whole Bayesian phase, at its end
 DISTINCT = 0.02    # ... at least this share of the box apart in some coordinate
 EARLY_ROUNDS = 15  # Levenberg-Marquardt rounds of the early polish before the search goes on
+PROBE_GAIN = 1e-3  # a limit probe is polished when it beats its optimum by this share
 
 
 def _gbrt_estimator(random_state: int):
@@ -240,6 +241,11 @@ class YtoptOptimizer(Optimizer):
         self._set_aside: set[tuple] = set()    # where a polish cut short may go on from
         self._final_polish = False
         self._optima: list = []  # where polishes converged, shared by all of them
+        self._probed = 0  # optima already looked at for limit probes
+        self._probes: dict[tuple, None] = {}  # searched keys of limit probes not yet told
+        self._probe_base = float("inf")  # the optimum they probe
+        self._probe_results: list[tuple[float, tuple]] = []  # (value, told key)
+        self._probe_win: tuple | None = None  # a probe to polish from next
         dims = [Real(d.lower, d.upper, prior="log-uniform" if d.log else "uniform", name=d.name)
                 for d in self.searched]
         self._opt = SkOptimizer(
@@ -283,6 +289,13 @@ class YtoptOptimizer(Optimizer):
             # after ~1.5x the evaluations of one worker (benchmarks/ensemble.py).
             self._next_polish = min(self._next_polish, n)
         while True:
+            if self._probes:
+                return []  # the polish waits for its limit probes
+            if self._probe_win is not None:
+                self._polish_probe()
+            probes = self._limit_probes()
+            if probes:
+                return probes
             if self._local is not None:
                 out = self._local.propose(n)
                 if out or not self._local.finished:
@@ -327,6 +340,56 @@ class YtoptOptimizer(Optimizer):
         self._next_polish = self.n_bo  # one early polish, then the Bayesian phase to its end
         self._started.update(k for k, _ in chosen)
         return [self.space.complete(dict(zip(self.space.names, k))) for k, _ in chosen]
+
+    def _limit_probes(self) -> list[Config]:
+        """Between two rounds of a Levenberg-Marquardt polish: after a start has converged to
+        the best optimum yet, or while a run is stalled (every 20 rounds), that point with
+        each searched linear-scale coefficient (the exponents) at its upper bound, its
+        linear coefficients left to the evaluator. On generalized x frantar_t5 a run crawls
+        along beta at gamma = 0 (0.000845) until gamma at its bound scores better and the
+        polish from there widens gamma to the best optimum known (0.000620)."""
+        local = self._local
+        if not isinstance(local, NewtonSearch) or local.trials:
+            return []
+        if len(self._optima) > self._probed:
+            older = [v for _, v in self._optima[:self._probed]]
+            self._probed = len(self._optima)
+            u, value = min(self._optima[len(older):], key=lambda o: o[1])
+            if older and value >= min(older):
+                return []
+            here = self.to_config(u)
+        elif local.new_stall():
+            k = local.centre
+            here, value = dict(zip(self.space.names, k)), self.seen[k]
+        else:
+            return []
+        out = []
+        for d in self.searched:
+            if d.log or here[d.name] >= d.upper:
+                continue
+            x = [here[e.name] for e in self.searched]
+            x[self.searched.index(d)] = d.upper
+            probe = self._point(x)
+            k = self._searched_key(probe)
+            if k not in self._told and k not in self._probes:
+                self._probes[k] = None
+                out.append(probe)
+        self._probe_base, self._probe_results = value, []
+        return out
+
+    def _polish_probe(self) -> None:
+        """The best limit probe beat its optimum: the polish goes on from it first."""
+        k, self._probe_win = self._probe_win, None
+        start = self.space.complete(dict(zip(self.space.names, k)))
+        self._started.add(k)
+        if isinstance(self._local, NewtonSearch):
+            local = self._local
+            if local.centre is not None:  # a stalled run: a later polish may go on from it
+                local.set_aside.append(local.centre)
+                local.centre = None
+            local.starts.insert(0, start)
+        else:
+            self._start_polish([start])
 
     def _start_polish(self, starts: list[Config]) -> None:
         # Levenberg-Marquardt when the evaluator gives curvature (the built-in objectives
@@ -405,6 +468,14 @@ class YtoptOptimizer(Optimizer):
         for k, v in zip(keys, values):
             x = self._searched_key(self.space.complete(dict(zip(self.space.names, k))))
             self._told.add(x)
+            if x in self._probes:
+                del self._probes[x]
+                self._polish_keys.add(k)  # told with its linear coefficients solved
+                self._probe_results.append((v, k))
+                if not self._probes:
+                    v_best, k_best = min(self._probe_results)
+                    if v_best < (1.0 - PROBE_GAIN) * self._probe_base:
+                        self._probe_win = k_best
             if k not in self._polish_keys:
                 # The surrogate learns the Bayesian points only: a polish's many points in
                 # one basin would pull the search back into it.
