@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py            # 6 problems x seeds 11-13, budget 200
     python benchmarks/speed.py --quick    # 2 problems x seeds 11-12
+    python benchmarks/speed.py --seeds 11 12 13 14 15 16 --repeat 1   # robustness: 6 seeds
     python benchmarks/speed.py --startup  # commands end to end against python's imports
 
 Every method works in the same space (the data-following default space of ``tuner fit``,
@@ -191,12 +192,14 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=200, help="evaluations per run (default 200)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="interleaved repetitions of every run; the fastest counts (default 3)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                    help="seeds of every method (default 11 12 13)")
     args = ap.parse_args()
     if args.startup:
         startup(args.reps)
         return
     problems = PROBLEMS[:2] if args.quick else PROBLEMS
-    seeds = SEEDS[:2] if args.quick else SEEDS
+    seeds = args.seeds[:2] if args.quick else args.seeds
     objs = {}
     for law, data in problems:
         obj = Objective.from_spec(ObjectiveSpec(law, data))

@@ -241,8 +241,18 @@ def test_a_limit_probe_takes_the_polish_past_a_ridge(monkeypatch):
     polish = ytopt.YtoptOptimizer._polish_probe
     monkeypatch.setattr(ytopt.YtoptOptimizer, "_polish_probe",
                         lambda self: (wins.append(self._probe_win), polish(self))[1])
+    propose = ytopt.YtoptOptimizer._propose
+    asks = []
+
+    def counted(self, n):
+        out = propose(self, n)
+        asks.append((n, len(out)))
+        return out
+
+    monkeypatch.setattr(ytopt.YtoptOptimizer, "_propose", counted)
     opt = make("ytopt", obj.default_space(), seed=12, budget=200)
     hist = drive(opt, obj, 200)
+    assert all(got <= n for n, got in asks)  # 3 probes go out one at a time
     assert len(wins) == 1 and opt.space.dims[-1].name == "gamma"
     assert dict(zip(opt.space.names, wins[0]))["gamma"] == 3.0  # the box's bound
     assert opt.space.dims[-1].upper > 3.0  # widened by the polish that followed

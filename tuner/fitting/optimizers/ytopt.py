@@ -243,6 +243,7 @@ class YtoptOptimizer(Optimizer):
         self._optima: list = []  # where polishes converged, shared by all of them
         self._probed = 0  # optima already looked at for limit probes
         self._probes: dict[tuple, None] = {}  # searched keys of limit probes not yet told
+        self._probe_queue: list[Config] = []  # limit probes not yet asked
         self._probe_base = float("inf")  # the optimum they probe
         self._probe_results: list[tuple[float, tuple]] = []  # (value, told key)
         self._probe_win: tuple | None = None  # a probe to polish from next
@@ -289,13 +290,16 @@ class YtoptOptimizer(Optimizer):
             # after ~1.5x the evaluations of one worker (benchmarks/ensemble.py).
             self._next_polish = min(self._next_polish, n)
         while True:
+            if self._probe_queue:
+                out, self._probe_queue = self._probe_queue[:n], self._probe_queue[n:]
+                return out
             if self._probes:
                 return []  # the polish waits for its limit probes
             if self._probe_win is not None:
                 self._polish_probe()
-            probes = self._limit_probes()
-            if probes:
-                return probes
+            self._probe_queue = self._limit_probes()
+            if self._probe_queue:
+                continue
             if self._local is not None:
                 out = self._local.propose(n)
                 if out or not self._local.finished:
@@ -344,8 +348,8 @@ class YtoptOptimizer(Optimizer):
     def _limit_probes(self) -> list[Config]:
         """Between two rounds of a Levenberg-Marquardt polish: after a start has converged to
         the best optimum yet, or while a run is stalled (every 20 rounds), that point with
-        each searched linear-scale coefficient (the exponents) at its upper bound, its
-        linear coefficients left to the evaluator. On generalized x frantar_t5 a run crawls
+        each searched linear-scale coefficient (the exponents) at the upper bound of the
+        Bayesian box, its linear coefficients left to the evaluator. On generalized x frantar_t5 a run crawls
         along beta at gamma = 0 (0.000845) until gamma at its bound scores better and the
         polish from there widens gamma to the best optimum known (0.000620)."""
         local = self._local
