@@ -203,32 +203,45 @@ def test_newton_polish_in_parallel_is_reproducible_and_in_bounds(problem):
 
 def test_a_failed_secant_step_is_not_tried_again_at_once(monkeypatch):
     """In abnar's curved valley on clark_routing the secant-corrected step fails again and
-    again; after each failure the polish takes 2, 4, 8... Gauss-Newton successes before it
-    tries another."""
+    again; after the k-th failure of a run the polish takes 2^k + 1 Gauss-Newton successes
+    before it tries another."""
     from tuner.fitting.optimizers.newton import NewtonSearch
     obj = Objective.from_spec(ObjectiveSpec("abnar", "clark_routing"))
-    rounds = []  # (search, a secant step, it gained)
-    judge = NewtonSearch._judge
+    rounds = []  # (run, a secant step, it gained)
+    runs = iter(range(10**6))
+    begin, judge = NewtonSearch._begin, NewtonSearch._judge
+
+    def begun(self, k):
+        begin(self, k)
+        self.run_no = next(runs)
 
     def watched(self):
         centre, secant, trials = self.centre, self.hess is not None, dict(self.trials)
+        run = getattr(self, "run_no", None)
         judge(self)
         if centre is not None and trials:
             seen = self.opt.seen
-            rounds.append((id(self), secant, min(seen[k] for k in trials) < seen[centre]))
+            rounds.append((run, secant, min(seen[k] for k in trials) < seen[centre]))
 
+    monkeypatch.setattr(NewtonSearch, "_begin", begun)
     monkeypatch.setattr(NewtonSearch, "_judge", watched)
     drive(make("ytopt", obj.default_space(), seed=11, budget=200), obj, 200)
-    failed = [i for i, (_, secant, gained) in enumerate(rounds) if secant and not gained]
-    assert failed  # the case this guards
-    for i in failed:
-        gains = 0  # Gauss-Newton gains of the same search before its next secant step
-        for search, secant, gained in rounds[i + 1:]:
-            if search == rounds[i][0]:
-                if secant:
-                    assert gains >= 2, (i, gains)
-                    break
-                gains += gained
+    gaps = []  # (k, Gauss-Newton successes before the run's next secant step)
+    failures: dict = {}
+    for i, (run, secant, gained) in enumerate(rounds):
+        if not (secant and not gained):
+            continue
+        failures[run] = failures.get(run, 0) + 1
+        gains = 0
+        for later, secant_later, gained_later in rounds[i + 1:]:
+            if later != run:
+                continue
+            if secant_later:
+                gaps.append((failures[run], gains))
+                break
+            gains += gained_later
+    assert len(gaps) >= 3  # the case this guards: repeated failures within one run
+    assert all(gains == 2 ** k + 1 for k, gains in gaps), gaps
 
 
 def test_a_limit_probe_takes_the_polish_past_a_ridge(monkeypatch):
@@ -252,11 +265,22 @@ def test_a_limit_probe_takes_the_polish_past_a_ridge(monkeypatch):
     monkeypatch.setattr(ytopt.YtoptOptimizer, "_propose", counted)
     opt = make("ytopt", obj.default_space(), seed=12, budget=200)
     hist = drive(opt, obj, 200)
-    assert all(got <= n for n, got in asks)  # 3 probes go out one at a time
+    assert all(got <= n for n, got in asks)
     assert len(wins) == 1 and opt.space.dims[-1].name == "gamma"
     assert dict(zip(opt.space.names, wins[0]))["gamma"] == 3.0  # the box's bound
     assert opt.space.dims[-1].upper > 3.0  # widened by the polish that followed
     assert min(v for _, v in hist) < 1.01 * 0.000620
+
+
+def test_queued_limit_probes_go_out_as_many_as_asked(problem):
+    space, obj = problem
+    opt = make("ytopt", space, seed=0, budget=100)
+    probes = [opt._point([0.1 * i, 0.3]) for i in (1, 2, 3)]
+    opt._probe_queue = list(probes)
+    opt._probes = {opt._searched_key(c): None for c in probes}
+    assert opt.ask(1) == probes[:1]
+    assert opt.ask(2) == probes[1:]
+    assert opt.ask(1) == []  # nothing else while the probes are out
 
 
 def test_polish_without_curvature_falls_back_to_lbfgs(problem):

@@ -8,8 +8,9 @@ stretched 2x and 4x, damped 4x more, stretched 8x...
 The best step that lowers the objective becomes the centre and lam shrinks; if none does, lam
 grows. Near the optimum (gains below 1e-3 relative) the matrix is corrected by BFGS updates
 from the gradients' change, since IRLS alone converges only linearly on a Huber objective;
-where a corrected step fails (a curved valley, as abnar's on clark_routing), the run goes on
-with Gauss-Newton steps for 2, 4, 8... successes before it tries one again.
+where the k-th corrected step of a run fails (a curved valley, as abnar's on clark_routing),
+the run goes on with Gauss-Newton steps for 2^k + 1 successes (3, 5, 9...) before it tries
+one again.
 A start ends when steps stop improving (relative gain < 1e-7 twice in a row, or lam beyond
 1e10), when it comes close to an optimum an earlier start reached (within 0.05 in internal
 coordinates and 5% in value: the same basin), or after ``max_rounds`` (set aside, for a
@@ -53,7 +54,7 @@ class NewtonSearch:
         self.secant_failures = 0  # secant-corrected steps of this run that failed
         self.path: list[float] = []  # the run's value after each round
         self.stall_seen: int | None = None  # the round a stall was last reported
-        self.secant_wait = 0      # Gauss-Newton successes to go before the next one
+        self.secant_wait = 0      # Gauss-Newton successes to go, less one, before the next
 
     @property
     def finished(self) -> bool:

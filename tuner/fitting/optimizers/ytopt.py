@@ -348,16 +348,16 @@ class YtoptOptimizer(Optimizer):
     def _limit_probes(self) -> list[Config]:
         """Between two rounds of a Levenberg-Marquardt polish: after a start has converged to
         the best optimum yet, or while a run is stalled (every 20 rounds), that point with
-        each searched exponent that sits at the lower bound of the Bayesian box (at 0 its
-        term is a constant) moved to the box's upper bound (where the term vanishes, or
-        turns into an indicator as (1-S)^gamma does), its linear coefficients left to the
-        evaluator. On generalized x frantar_t5 a run crawls along beta at gamma = 0
+        each searched exponent that sits at 0 (its term a constant; 0 is the lower bound of
+        the data-following box) moved to the upper bound of the Bayesian box (where the term
+        vanishes, or turns into an indicator as (1-S)^gamma does), its linear coefficients
+        left to the evaluator. On generalized x frantar_t5 a run crawls along beta at gamma = 0
         (0.000845) until gamma = 3 scores better and the polish from there widens gamma to
         the best optimum known (0.000620). Exponents inside the box are not probed: on abnar
         x clark_routing those probes never won and their evaluations were missed later."""
         local = self._local
-        if not isinstance(local, NewtonSearch) or local.trials:
-            return []
+        if not isinstance(local, NewtonSearch) or local.trials or not self.solved:
+            return []  # without a profile a probe would keep stale linear coefficients
         if len(self._optima) > self._probed:
             older = [v for _, v in self._optima[:self._probed]]
             self._probed = len(self._optima)
@@ -372,8 +372,8 @@ class YtoptOptimizer(Optimizer):
             return []
         out = []
         for d in self.searched:
-            if d.log or here[d.name] > d.lower + 1e-12 * (d.upper - d.lower):
-                continue
+            if d.kind != "exponent" or abs(here[d.name]) > 1e-12 * (d.upper - d.lower):
+                continue  # only an exponent at 0, its term a constant
             x = [here[e.name] for e in self.searched]
             x[self.searched.index(d)] = d.upper
             probe = self._point(x)
@@ -391,7 +391,9 @@ class YtoptOptimizer(Optimizer):
         self._started.add(k)
         if isinstance(self._local, NewtonSearch):
             local = self._local
-            if local.centre is not None:  # a stalled run: a later polish may go on from it
+            if local.centre is not None:
+                # The stalled run is set aside: an early polish's may be a final start later;
+                # after the final polish nothing goes back to it.
                 local.set_aside.append(local.centre)
                 local.centre = None
             local.starts.insert(0, start)
