@@ -253,7 +253,7 @@ def test_a_limit_probe_takes_the_polish_past_a_ridge(monkeypatch):
     wins = []
     polish = ytopt.YtoptOptimizer._polish_probe
     monkeypatch.setattr(ytopt.YtoptOptimizer, "_polish_probe",
-                        lambda self: (wins.append(self._probe_win), polish(self))[1])
+                        lambda self, k: (wins.append(k), polish(self, k))[1])
     propose = ytopt.YtoptOptimizer._propose
     asks = []
 

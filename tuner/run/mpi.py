@@ -37,8 +37,8 @@ def workers() -> int:
 def _meet(c) -> None:
     """Wait, asleep, until every rank is here. MPICH's blocking collectives spin at full CPU:
     worker ranks waiting for rank 0 to import and prepare the fit took 4 of a 2-core
-    machine's 5 shares away from it (config.json written 6 s after the start of a
-    ``mpirun -np 5`` fit, 2.5 s with this wait)."""
+    machine's 5 shares away from it (config.json written 6.1 s after the start of a
+    ``mpirun -np 5`` fit, 4.7 s with this wait)."""
     done = c.Ibarrier()
     while not done.Test():
         time.sleep(0.002)

@@ -246,7 +246,6 @@ class YtoptOptimizer(Optimizer):
         self._probe_queue: list[Config] = []  # limit probes not yet asked
         self._probe_base = float("inf")  # the optimum they probe
         self._probe_results: list[tuple[float, tuple]] = []  # (value, told key)
-        self._probe_win: tuple | None = None  # a probe to polish from next
         dims = [Real(d.lower, d.upper, prior="log-uniform" if d.log else "uniform", name=d.name)
                 for d in self.searched]
         self._opt = SkOptimizer(
@@ -295,8 +294,11 @@ class YtoptOptimizer(Optimizer):
                 return out
             if self._probes:
                 return []  # the polish waits for its limit probes
-            if self._probe_win is not None:
-                self._polish_probe()
+            if self._probe_results:  # every probe is in: the best goes on if it gains
+                value, k = min(self._probe_results)
+                self._probe_results = []
+                if value < (1.0 - PROBE_GAIN) * self._probe_base:
+                    self._polish_probe(k)
             self._probe_queue = self._limit_probes()
             if self._probe_queue:
                 continue
@@ -381,12 +383,12 @@ class YtoptOptimizer(Optimizer):
             if k not in self._told and k not in self._probes:
                 self._probes[k] = None
                 out.append(probe)
-        self._probe_base, self._probe_results = value, []
+        self._probe_base = value
         return out
 
-    def _polish_probe(self) -> None:
-        """The best limit probe beat its optimum: the polish goes on from it first."""
-        k, self._probe_win = self._probe_win, None
+    def _polish_probe(self, k: tuple) -> None:
+        """The best limit probe (told key ``k``) beat its optimum: the polish goes on from it
+        first."""
         start = self.space.complete(dict(zip(self.space.names, k)))
         self._started.add(k)
         if isinstance(self._local, NewtonSearch):
@@ -481,10 +483,6 @@ class YtoptOptimizer(Optimizer):
                 del self._probes[x]
                 self._polish_keys.add(k)  # told with its linear coefficients solved
                 self._probe_results.append((v, k))
-                if not self._probes:
-                    v_best, k_best = min(self._probe_results)
-                    if v_best < (1.0 - PROBE_GAIN) * self._probe_base:
-                        self._probe_win = k_best
             if k not in self._polish_keys:
                 # The surrogate learns the Bayesian points only: a polish's many points in
                 # one basin would pull the search back into it.
