@@ -42,6 +42,31 @@ def test_two_workers_share_the_work(tmp_path, comms):
     assert (res.elapsed >= 0.05).all()
 
 
+def test_one_local_worker_evaluates_in_process_as_an_ensemble_of_one(tmp_path, monkeypatch):
+    """One worker outside MPI runs the same loop in the calling process: the same rows as an
+    ensemble of one (libEnsemble with one worker process), and libEnsemble is never
+    imported."""
+    serial = tmp_path / "serial"
+    code = ("import sys; from tuner.cli import main; "
+            "code = main(['fit', '--law', 'hoffmann', '--data', 'chinchilla_epoch', "
+            "'--evals', '60', '--seed', '5', '--quiet', '--run-dir', sys.argv[1]]); "
+            "print(code, 'libensemble' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code, str(serial)], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split()[-2:] == ["0", "False"], p.stdout
+    import tuner.run.fit as run_fit
+    monkeypatch.setattr(run_fit, "in_process", lambda workers, comms: False)
+    fit(FitConfig("hoffmann", "chinchilla_epoch", evals=60, seed=5), tmp_path / "libe",
+        quiet=True)
+    a, b = (read_results(d / "results.csv") for d in (serial, tmp_path / "libe"))
+    same = ["eval_id", "e", "a", "b", "alpha", "beta", "objective", "status", "worker"]
+    assert len(a) > 20
+    pd.testing.assert_frame_equal(a[same], b[same])
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (serial, tmp_path / "libe")]
+    assert summaries[0]["best_objective"] == summaries[1]["best_objective"]
+
+
 def test_ytopt_async_batches_are_distinct(tmp_path):
     s = fit(FitConfig("hoffmann", "chinchilla_epoch", evals=16, workers=2, n_initial_points=4,
                       eval_delay=0.02), tmp_path / "y", quiet=True)
@@ -134,11 +159,12 @@ def test_mpirun_three_ranks(tmp_path):
     assert json.loads((out / "summary.json").read_text())["evals"] == 40
 
 
-def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # in process, and an ensemble
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, workers):
     out = tmp_path / "c"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuner", "fit", "--law", "hoffmann", "--data",
-         "chinchilla_epoch", "--optimizer", "random", "--evals", "60", "--workers", "2",
+         "chinchilla_epoch", "--optimizer", "random", "--evals", "60", "--workers", workers,
          "--eval-delay", "0.1", "--run-dir", str(out), "--quiet"], cwd=ROOT,
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -125,6 +125,23 @@ def test_signal_to_manager_alone_stops_workers(tmp_path, session, sig, code):
     check_resume(out)
 
 
+def test_sigterm_stops_a_run_in_process_with_one_line(tmp_path, session):
+    """One local worker evaluates in the manager's process; SIGTERM ends it as it ends an
+    ensemble: one line, exit 143, every logged row whole, resumable."""
+    out = tmp_path / "one"
+    cmd = fit_cmd(out)
+    cmd[cmd.index("--workers") + 1] = "1"
+    p = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    session.append(p)
+    wait_rows(out, 3, p)
+    assert children(p.pid) == []
+    os.kill(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 143 and err.strip().count("\n") == 0 and "SIGTERM" in err, err
+    check_resume(out)
+
+
 def test_manager_killed_leaves_no_orphan_holding_the_lock(tmp_path, session):
     out = tmp_path / "o"
     p = subprocess.Popen(fit_cmd(out), cwd=ROOT, start_new_session=True,
@@ -164,7 +181,9 @@ def test_exception_in_worker_thread_ends_run(tmp_path, monkeypatch, capsys):
     check_resume(out, {7})
 
 
-def test_full_disk_mid_run_is_exit_2_and_resumable(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("workers,comms", [("2", "threads"), ("1", "local")])
+def test_full_disk_mid_run_is_exit_2_and_resumable(tmp_path, monkeypatch, capsys, workers,
+                                                   comms):
     import tuner.run.ensemble as ens
     out = tmp_path / "d"
     real = ens.append_row
@@ -177,7 +196,7 @@ def test_full_disk_mid_run_is_exit_2_and_resumable(tmp_path, monkeypatch, capsys
         real(path, header, row)
     monkeypatch.setattr(ens, "append_row", append)
     code = main(["fit", "--law", "hoffmann", "--data", "chinchilla_epoch", "--optimizer",
-                 "random", "--evals", str(BUDGET), "--workers", "2", "--comms", "threads",
+                 "random", "--evals", str(BUDGET), "--workers", workers, "--comms", comms,
                  "--run-dir", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "No space left on device" in err, err

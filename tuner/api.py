@@ -154,7 +154,8 @@ def _config_fields() -> list[str]:
 def fit(law: str, data: str, *, run_dir: PathLike | None = None, quiet: bool = False,
         objective_fn: Callable[[Mapping[str, float]], float] | None = None,
         **options: Any) -> FitResult | None:
-    """Fit ``law``'s coefficients to ``data`` through libEnsemble and return the result.
+    """Fit ``law``'s coefficients to ``data`` and return the result (several ``workers``: a
+    libEnsemble ensemble; one: in this process).
 
     Args:
         law: a law name (``tuner.laws()`` lists them).
@@ -162,7 +163,8 @@ def fit(law: str, data: str, *, run_dir: PathLike | None = None, quiet: bool = F
         run_dir: the new run directory (must not exist); default
             ``runs/fit/<law>-<data>-<optimizer>-<time>`` under the working directory.
         quiet: no progress bar.
-        objective_fn: replaces the built-in objective (must be picklable for local comms).
+        objective_fn: replaces the built-in objective (picklable for local comms with several
+            workers).
         **options: any :class:`tuner.run.fit.FitConfig` field: ``optimizer`` ("ytopt",
             "grid", "random", "lbfgs"), ``evals`` (200), ``seed`` (0), ``objective``
             ("huber", "mse", "paper"), ``delta``, ``drop_outliers``, ``surrogate``, ``liar``,

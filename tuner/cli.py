@@ -124,8 +124,9 @@ def _add_data_options(p: argparse.ArgumentParser, *, group: bool = True) -> None
 
 def _add_workers_comms(p: argparse.ArgumentParser, what: str = "evaluating") -> None:
     p.add_argument("--workers", type=int, default=1,
-                   help=f"libEnsemble workers {what} in parallel (default 1; with --comms "
-                        "mpi it is the number of MPI ranks minus one)")
+                   help=f"libEnsemble workers {what} in parallel (default 1: this process, "
+                        "without an ensemble; with --comms mpi it is the number of MPI ranks "
+                        "minus one)")
     p.add_argument("--comms", default="local", choices=COMMS,
                    help="local (processes, default), threads, or mpi (under mpirun -np N+1)")
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from tuner import __version__
 from tuner.fitting.diagnostics import degenerate
-from tuner.run.ensemble import COMMS, EvalTask, GenState, run_libe
+from tuner.run.ensemble import COMMS, EvalTask, GenState, in_process, run_libe, run_serial
 from tuner.errors import TunerError
 from tuner.fitting.evaluation import evaluate
 from tuner.fitting.objective import Objective, ObjectiveSpec
@@ -218,9 +218,11 @@ def _task(prep: Prepared, run: RunDir, objective_fn: Callable | None) -> EvalTas
 
 def fit(config: FitConfig, run_dir: str | Path | None = None, *, quiet: bool = False,
         objective_fn: Callable[[Mapping[str, float]], float] | None = None) -> dict | None:
-    """Run one fit through libEnsemble and return its summary (None on MPI worker ranks).
+    """Run one fit (in process with one worker, else through libEnsemble) and return its
+    summary (None on MPI worker ranks).
 
-    ``objective_fn`` replaces the built-in objective (it must be picklable for local comms).
+    ``objective_fn`` replaces the built-in objective (picklable for local comms with several
+    workers).
     """
     if config.bootstrap and objective_fn is not None:
         raise TunerError("--bootstrap needs the built-in objective")
@@ -388,7 +390,9 @@ def _run(prep: Prepared, run: RunDir, done, *, lock, quiet: bool,
                 opt.close()
                 return write_summary(run, prep, time.time() - t0, opt,
                                      segment=_segment(started, config, workers, n_done))
-        if remaining > 0:
+        if remaining > 0 and in_process(config.workers, config.comms):
+            run_serial(_task(prep, run, objective_fn), state)
+        elif remaining > 0:
             run_libe(_task(prep, run, objective_fn), state, workers=config.workers,
                      comms=config.comms, budget=remaining)
         if not manager:

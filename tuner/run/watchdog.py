@@ -477,7 +477,7 @@ class Watchdog:
         return True
 
     def _any_dead(self) -> bool:
-        if self.comms == "threads":
+        if self.comms in ("threads", "serial"):
             return False  # a faulted thread returns once released; nothing blocks the wait
         if self.comms == "local":
             return any(p.exitcode is not None for p in self._processes().values())
