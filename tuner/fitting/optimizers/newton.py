@@ -14,7 +14,8 @@ one again.
 A start ends when steps stop improving (relative gain < 1e-7 twice in a row, or lam beyond
 1e10), when it comes close to an optimum an earlier start reached (within 0.05 in internal
 coordinates and 5% in value: the same basin), or after ``max_rounds`` (set aside, for a
-later polish to go on from); then the next start. On these sum-of-residuals objectives it
+later polish to go on from); then the next start. A detour runs a few rounds from another
+start (a limit probe) before the run it interrupts goes on, and replaces it if it gains. On these sum-of-residuals objectives it
 converges in tens of evaluations where L-BFGS-B, which only sees values and gradients, needs
 hundreds (benchmarks/optimizers.py, benchmarks/speed.py).
 """
@@ -55,6 +56,9 @@ class NewtonSearch:
         self.path: list[float] = []  # the run's value after each round
         self.stall_seen: int | None = None  # the round a stall was last reported
         self.secant_wait = 0      # Gauss-Newton successes to go, less one, before the next
+        # A detour: (its start's key, its rounds, the value it must beat to take over).
+        self.detour_plan: tuple[tuple, int, float] | None = None
+        self.on_detour = False
 
     @property
     def finished(self) -> bool:
@@ -176,6 +180,8 @@ class NewtonSearch:
             self.lam = max(trials.values()) * 4.0
             if self.lam > LAMBDA_MAX:
                 self._end()
+        if self.on_detour and (self.centre is None or self.rounds >= self.detour_plan[1]):
+            self._detour_over()
         if (self.centre is not None and self.max_rounds is not None
                 and self.rounds >= self.max_rounds):
             # Slow progress (the IRLS curvature of a Huber objective converges linearly):
@@ -183,7 +189,30 @@ class NewtonSearch:
             self.set_aside.append(self.centre)
             self.centre = None
 
+    def detour(self, start: Config, rounds: int, beat: float) -> None:
+        """Run ``rounds`` rounds from ``start`` before going back to the run now going on;
+        the detour takes over (that run is set aside) if it gets below ``beat``."""
+        space = self.opt.space
+        if self.centre is not None:
+            self.starts.insert(0, space.complete(dict(zip(space.names, self.centre))))
+            self.centre = None
+        self.starts.insert(0, start)
+        self.detour_plan = (config_key(space, space.complete(start)), rounds, beat)
+
+    def _detour_over(self) -> None:
+        """The detour's rounds are done (or it ended): it goes on if it won, else the run it
+        interrupted resumes."""
+        _, _, beat = self.detour_plan
+        self.detour_plan, self.on_detour = None, False
+        if self.path and self.path[-1] < beat:
+            if self.starts:
+                space = self.opt.space
+                self.set_aside.append(config_key(space, space.complete(self.starts.pop(0))))
+        else:
+            self.centre = None
+
     def _begin(self, k: tuple) -> None:
+        self.on_detour = self.detour_plan is not None and k == self.detour_plan[0]
         self.centre, self.lam, self.tiny, self.rounds = k, LAMBDA0, 0, 0
         self.hess = None
         self.secant_failures = self.secant_wait = 0
