@@ -4,6 +4,7 @@
     python benchmarks/speed.py --quick    # 2 problems x seeds 11-12
     python benchmarks/speed.py --seeds 11 12 13 14 15 16 --repeat 1   # robustness: 6 seeds
     python benchmarks/speed.py --startup  # commands end to end against python's imports
+    python benchmarks/speed.py --profile  # cProfile of one in-process default fit
 
 Every method works in the same space (the data-following default space of ``tuner fit``,
 internal coordinates: log scale for large coefficients) on the same objective (Huber of log
@@ -183,6 +184,29 @@ def startup(reps: int) -> None:
           "baseline from the same run.")
 
 
+def profile(law: str = "hoffmann", data: str = "chinchilla_epoch", seed: int = 11,
+            budget: int = 200) -> None:
+    """The default fit in process, timed and then profiled, after a warm-up fit."""
+    import cProfile
+    import pstats
+
+    obj = Objective.from_spec(ObjectiveSpec(law, data))
+    space = obj.default_space()
+    minimize_inprocess(obj, space, "ytopt", budget=budget, seed=seed + 1)  # imports, caches
+    history: list[float] = []
+    t = time.perf_counter()
+    minimize_inprocess(obj, space, "ytopt", budget=budget, seed=seed, history=history)
+    print(f"{law} x {data}, seed {seed}: {time.perf_counter() - t:.3f} s without the "
+          f"profiler, {len(history)} evaluations\n")
+    prof = cProfile.Profile()
+    prof.enable()
+    minimize_inprocess(obj, space, "ytopt", budget=budget, seed=seed)
+    prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(
+        r"loop.py.*drive|ytopt.py.*(_bayes|fit|_predict)|_check_sample_weight|"
+        r"evaluation.py.*evaluate|newton.py.*propose|acquisition.py.*gaussian_acquisition", 12)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 problems, 2 seeds")
@@ -194,7 +218,12 @@ def main() -> None:
                     help="interleaved repetitions of every run; the fastest counts (default 3)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
                     help="seeds of every method (default 11 12 13)")
+    ap.add_argument("--profile", action="store_true",
+                    help="profile one in-process default fit (hoffmann, seed 11) instead")
     args = ap.parse_args()
+    if args.profile:
+        profile(budget=args.budget)
+        return
     if args.startup:
         startup(args.reps)
         return
