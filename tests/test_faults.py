@@ -293,3 +293,26 @@ def test_sentinel_names_the_first_rank_to_end_and_the_lost_evaluations(tmp_path)
     # a batch's marks count tasks, not eval_ids
     line = sentinel.message(str(tmp_path), "h", 99, [(10.0, [1])], 10.0, unit="task")
     assert "MPI rank 1 (pid" in line and "tasks 4, 6 were lost" in line
+
+
+def test_ctrl_c_is_an_interruption_even_when_the_ensemble_clean_up_fails(tmp_path):
+    """A Ctrl-C lands in libEnsemble's manager, whose clean-up then raises its own Timeout
+    (a worker slower to end than its timeout, seen on a loaded machine): the caller still
+    sees an interruption (exit 130, one line), not libEnsemble's traceback."""
+    from libensemble.comms.comms import Timeout
+    from tuner.run import watchdog
+
+    def ensemble():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise Timeout()
+
+    with pytest.raises(KeyboardInterrupt):
+        watchdog.guarded(ensemble, watchdog.Watchdog(str(tmp_path), "threads", 2))
+
+    def failing():
+        raise Timeout()
+
+    with pytest.raises(Timeout):  # without an interruption it is libEnsemble's error
+        watchdog.guarded(failing, watchdog.Watchdog(str(tmp_path), "threads", 2))

@@ -496,15 +496,31 @@ def guarded(run: Callable[[], object], watchdog: Watchdog) -> object:
         watchdog.close()  # a stop may land inside __exit__ before it finished
         watchdog.end_workers()
         raise watchdog.aborted() or RunAborted("the run stopped", 1) from None
-    except Exception:
+    except Exception as exc:
         watchdog.close()
         # libEnsemble wraps what a stopped worker caused in its own exceptions.
         aborted = watchdog.aborted()
         if aborted is not None:
             watchdog.end_workers()
             raise aborted from None
+        if _interrupted(exc):
+            # Ctrl-C reached libEnsemble's manager, and its clean-up then failed (a worker
+            # slower than its timeout to end, on a loaded machine): still an interruption.
+            watchdog.end_workers()
+            raise KeyboardInterrupt from None
         raise
     aborted = watchdog.aborted()
     if aborted is not None:
         raise aborted
     return result
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """True when a KeyboardInterrupt is among the exceptions ``exc`` was raised while handling."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
