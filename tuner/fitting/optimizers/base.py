@@ -48,6 +48,8 @@ class Optimizer(ABC):
         self.grads: dict[tuple[float, ...], np.ndarray] = {}
         self.curvatures: dict[tuple[float, ...], np.ndarray] = {}
         self.pending: dict[tuple[float, ...], Config] = {}
+        # A proposal that left coefficients to the evaluator -> the key it was told as.
+        self.answers: dict[tuple, tuple[float, ...]] = {}
         self.widenings: list[dict] = []  # soft bounds widened during the run, in order
 
     MAX_WIDENINGS = 4  # per coefficient and side
@@ -111,8 +113,11 @@ class Optimizer(ABC):
         if any(None in k for k in keys):
             raise ValueError("a told configuration has unsolved (NaN) coefficients; tell the "
                              "scored configuration and pass the proposal as 'asked'")
-        for c in asked or ():
-            self.pending.pop(config_key(self.space, c), None)
+        for c, k in zip(asked or (), keys):
+            a = config_key(self.space, c)
+            self.pending.pop(a, None)
+            if a != k:
+                self.answers[a] = k
         vals = [float(v) for v in values]
         for i, (k, v) in enumerate(zip(keys, vals)):
             if grads is not None:

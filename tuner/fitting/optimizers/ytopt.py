@@ -12,17 +12,20 @@ The default keeps that loop and changes what makes it slow or inexact, each meas
 ``benchmarks/optimizers.py``:
 
 * profile: the coefficients a law is linear in (e, a, b, c...) are left to the evaluator,
-  which solves them in closed form for each point (``Objective.solve_linear``: least squares
-  on relative residuals), so the Bayesian search runs over the exponents only (2-5
-  dimensions instead of 5-10);
+  which solves them for each point (``Objective.solve_linear``: least squares on relative
+  residuals, then the Huber loss itself by reweighting), so the Bayesian search runs over
+  the exponents only (2-5 dimensions instead of 5-10) and sees the objective's own profile;
 * a lean surrogate (24 trees, 1,000 candidates) told log objective values (they span decades),
   its trees grown and read without scikit-learn's per-tree overhead (``_forest``);
 * polish: Levenberg-Marquardt steps on the objective's Gauss-Newton curvature
-  (``newton.py``; L-BFGS-B for objectives without one), every step counted in the budget:
-  a short one from the best initial point (the published coefficients' basin, on most data:
-  the optimum within 1% in ~20 evaluations, ``benchmarks/speed.py``), then, after the
-  Bayesian phase, runs to convergence from its best distinct points. The surrogate learns
-  the Bayesian points only, so a polish does not pull the search into its basin;
+  (``newton.py``; L-BFGS-B for objectives without one), every step counted in the budget,
+  first over the exponents with the linear coefficients solved at each step (variable
+  projection), then over all coefficients: a short one from the best of the first batch (the
+  published coefficients' basin, on most data: the optimum within 1% in 4-8 evaluations,
+  ``benchmarks/speed.py``), then, after the Bayesian phase, runs to convergence from its best
+  distinct points, more of them while more basins are expected (``_more_basins``). The
+  surrogate learns the Bayesian points only, so a polish does not pull the search into its
+  basin;
 * the run stops when the schedule is done (``converged``): the budget is a ceiling.
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ FINAL_STARTS = 5  # polishes from the best points of the whole Bayesian phase, a
 DISTINCT = 0.02    # ... at least this share of the box apart in some coordinate
 EARLY_ROUNDS = 15  # Levenberg-Marquardt rounds of the early polish before the search goes on
 PROBE_GAIN = 1e-3  # a limit probe is polished when it beats its optimum by this share
-PROBE_DETOUR = 10  # ... else polished for as many rounds as a stall is judged over
+DISTINCT_VALUE = 1e-2  # optima this share apart in value are distinct basins
 
 
 def _gbrt_estimator(random_state: int):
@@ -96,6 +99,7 @@ def _forest(surrogate: str, n_trees: int, seed: int):
     base = RandomForestRegressor if surrogate == "RF" else ExtraTreesRegressor
     grow = DecisionTreeRegressor if surrogate == "RF" else ExtraTreeRegressor
     max_int = np.iinfo(np.int32).max
+    _checked_weights()
 
     class Lean(base):
         def fit(self, X, y):
@@ -116,6 +120,7 @@ def _forest(surrogate: str, n_trees: int, seed: int):
                     stream.seed(seed)
                     picks = stream.randint(0, n, n)
                     weight = np.ones(n) * np.bincount(picks.astype(np.int32), minlength=n)
+                    weight = weight.view(_Checked)
                 stream.seed(seed)
                 tree = grow(**{**params, "random_state": stream})
                 tree._fit(X, y, sample_weight=weight, check_input=False)
@@ -154,6 +159,32 @@ def _forest(surrogate: str, n_trees: int, seed: int):
 
     Lean.__name__ = Lean.__qualname__ = base.__name__
     return Lean(n_estimators=n_trees, min_samples_leaf=3, random_state=seed)
+
+
+class _Checked(np.ndarray):
+    """Sample weights the lean forest made itself (C-contiguous float64, one per point)."""
+
+
+def _checked_weights() -> None:
+    """scikit-learn's tree validates its sample weights on every fit through array-API and
+    dataframe checks: 0.24 ms a tree, 40% of the lean forest's fit (``benchmarks/speed.py
+    --profile``). The lean forest's own weights (``_Checked``) are valid by construction and
+    pass through as they are; every other caller gets scikit-learn's check."""
+    import sklearn.tree._classes as trees
+
+    check = trees._check_sample_weight
+    if getattr(check, "lean", False):
+        return
+
+    def lean_check(sample_weight, X, *args, **kwargs):
+        if type(sample_weight) is _Checked and not args and set(kwargs) <= {"dtype"} \
+                and kwargs.get("dtype", np.float64) == np.float64 \
+                and len(sample_weight) == X.shape[0]:
+            return sample_weight
+        return lean_check.original(sample_weight, X, *args, **kwargs)
+
+    lean_check.lean, lean_check.original = True, check
+    trees._check_sample_weight = lean_check
 
 
 def _lean_space(space):
@@ -232,12 +263,14 @@ class YtoptOptimizer(Optimizer):
         self._gradients = gradients
         self._local: LocalSearch | NewtonSearch | None = None  # the polish running now
         self._polishing = False  # a polish has started
-        # The schedule: the initial points, a short polish from the best of them (on most
-        # data it reaches the optimum's basin at once), the Bayesian steps, then polishes to
-        # convergence from their best distinct points; then the run has converged.
+        # The schedule: the first point (or batch), a short polish from the best of it (on
+        # most data it reaches the optimum's basin at once), the other initial points and
+        # the Bayesian steps, then polishes to convergence from their best distinct points
+        # while more basins are expected; then the run has converged.
         self._bo_asked = 0
         self._next_polish = n_initial_points
-        self._polish_keys: set[tuple] = set()  # points a polish proposed
+        self._polish_keys: set[tuple] = set()  # points a polish proposed (as told)
+        self._polish_searched: set[tuple] = set()  # ... their searched coordinates
         self._started: set[tuple] = set()      # points a polish started from
         self._set_aside: set[tuple] = set()    # where a polish cut short may go on from
         self._final_polish = False
@@ -283,11 +316,13 @@ class YtoptOptimizer(Optimizer):
     def _propose(self, n: int) -> list[Config]:
         if self.n_bo is None:
             return self._bayes(n)
-        if n > 1 and self._bo_asked == 0 and not self._polishing:
-            # Several workers: the early polish starts from the best of the first batch (the
-            # published start among it) instead of waiting for every initial point; its
-            # rounds of n trials would otherwise come after them all, and the optimum's basin
-            # after ~1.5x the evaluations of one worker (benchmarks/ensemble.py).
+        if self._bo_asked == 0 and not self._polishing:
+            # The early polish starts from the best of the first batch (the published start,
+            # alone with one worker) instead of waiting for every initial point: the
+            # optimum's basin after 4-8 evaluations instead of 13-17 on the shipped problems,
+            # with the same points and results after it (benchmarks/speed.py); with several
+            # workers its rounds of n trials would otherwise come after them all
+            # (benchmarks/ensemble.py).
             self._next_polish = min(self._next_polish, n)
         while True:
             if self._probe_queue:
@@ -300,16 +335,18 @@ class YtoptOptimizer(Optimizer):
                 self._probe_results = []
                 if value < (1.0 - PROBE_GAIN) * self._probe_base:
                     self._polish_probe(k)
-                elif isinstance(self._local, NewtonSearch) and PROBE_DETOUR:
-                    self._local.detour(self.space.complete(dict(zip(self.space.names, k))),
-                                       PROBE_DETOUR, (1.0 - PROBE_GAIN) * self._probe_base)
             self._probe_queue = self._limit_probes()
             if self._probe_queue:
                 continue
             if self._local is not None:
                 out = self._local.propose(n)
                 if out or not self._local.finished:
-                    self._polish_keys.update(config_key(self.space, c) for c in out)
+                    for c in out:
+                        k = config_key(self.space, c)
+                        if None in k:  # a profile step: known by its searched part until told
+                            self._polish_searched.add(self._searched_key(c))
+                        else:
+                            self._polish_keys.add(k)
                     return out
                 # That polish has converged, or was set aside: a later one may go on from it.
                 for k in getattr(self._local, "set_aside", ()):
@@ -329,11 +366,12 @@ class YtoptOptimizer(Optimizer):
             self._start_polish(starts)
 
     def _polish_starts(self) -> list[Config]:
-        """Where the next polish starts: after the initial points, the best of them; after
-        the Bayesian phase, its best points in distinct places (and any polish set aside
-        unfinished); none when the schedule is done."""
+        """Where the next polish starts: after the first batch, the best of it; after the
+        Bayesian phase, its best points in distinct places (and any polish set aside
+        unfinished), five, then one at a time while more basins are expected; none when the
+        schedule is done."""
         final = self._bo_asked >= self.n_bo
-        if final and self._final_polish:
+        if final and self._final_polish and not self._more_basins():
             return []
         order = [self.X[i] for i in np.argsort(self.y, kind="stable")
                  if (self.X[i] not in self._polish_keys or self.X[i] in self._set_aside)
@@ -344,12 +382,29 @@ class YtoptOptimizer(Optimizer):
             u = self.space.encode(self.space.complete(dict(zip(self.space.names, k))))
             if all(np.max(np.abs(u - v) / width) >= DISTINCT for _, v in chosen):
                 chosen.append((k, u))
-            if len(chosen) == (FINAL_STARTS if final else 1):
+            # The final polish's first batch, then one start at a time while more basins
+            # are expected.
+            if len(chosen) == (FINAL_STARTS if final and not self._final_polish else 1):
                 break
         self._final_polish = final
         self._next_polish = self.n_bo  # one early polish, then the Bayesian phase to its end
         self._started.update(k for k, _ in chosen)
         return [self.space.complete(dict(zip(self.space.names, k))) for k, _ in chosen]
+
+    def _more_basins(self) -> bool:
+        """More polish starts may find basins not seen yet: Boender and Rinnooy Kan's
+        Bayesian estimate of the number of basins, k (w - 1) / (w - k - 2) after w > k + 2 polishes
+        that ended in k distinct optima (values more than 1% apart), is above k + 0.5 (1987,
+        Math. Programming 37: the optimal stopping rule of multistart). One basin is
+        settled after 7 polishes; two need 16. On most laws and data every polish ends in
+        one basin and the run converges; abnar x clark_routing has several (0.001972,
+        0.002065, 0.002125...), the best reached from Bayesian points scoring worse than
+        those reaching the others, so its polishes go on while the budget lasts."""
+        values = sorted(v for _, v in self._optima)
+        w = len(values)
+        k = sum(1 for i, v in enumerate(values)
+                if i == 0 or v > (1.0 + DISTINCT_VALUE) * values[i - 1])
+        return w <= k + 2 or k * (w - 1) / (w - k - 2) > k + 0.5
 
     def _limit_probes(self) -> list[Config]:
         """Between two rounds of a Levenberg-Marquardt polish: after a start has converged to
@@ -357,14 +412,13 @@ class YtoptOptimizer(Optimizer):
         each searched exponent that sits at 0 (its term a constant; 0 is the lower bound of
         the data-following box) moved to the upper bound of the Bayesian box (where the term
         vanishes, or turns into an indicator as (1-S)^gamma does), its linear coefficients
-        left to the evaluator. A probe that gains is polished at once; the best of the others
-        is polished ``PROBE_DETOUR`` rounds (a detour) and takes over only if it gains then,
-        else the stalled run goes on. On generalized x frantar_t5 a run crawls along beta at
-        gamma = 0 (0.000845); the probe with gamma = 3 scores worse, but its detour gains,
-        and the polish from there widens gamma to the best optimum known (0.000620): 1% at
-        evaluation 98 instead of 173 (benchmarks/speed.py, seeds 12-15). Exponents inside the
-        box are not probed: on abnar x clark_routing those probes never won, with or without
-        detours, and their evaluations were missed later."""
+        left to the evaluator. A probe that gains is polished at once, else the run goes on.
+        On generalized x frantar_t5 the early polish ends at gamma = 0 (0.000865); the probe
+        with gamma = 3 scores 0.000661, and the polish from there widens gamma to the best
+        optimum known (0.000620): 1% at evaluation 28 on seeds 11-16, against 69-86 (and
+        once never) without probes (benchmarks/speed.py). Exponents inside the box are not
+        probed: on abnar x clark_routing those probes never won, and their evaluations were
+        missed later."""
         local = self._local
         if not isinstance(local, NewtonSearch) or local.trials or not self.solved:
             return []  # without a profile a probe would keep stale linear coefficients
@@ -414,7 +468,7 @@ class YtoptOptimizer(Optimizer):
         # Levenberg-Marquardt when the evaluator gives curvature (the built-in objectives
         # do), L-BFGS-B otherwise.
         if config_key(self.space, starts[0]) in self.curvatures:
-            self._local = NewtonSearch(self, self._optima)
+            self._local = NewtonSearch(self, self._optima, self.solved)
             self._local.starts = starts
             if not self._final_polish:  # the last polishes run to convergence
                 self._local.max_rounds = EARLY_ROUNDS
@@ -491,6 +545,8 @@ class YtoptOptimizer(Optimizer):
                 del self._probes[x]
                 self._polish_keys.add(k)  # told with its linear coefficients solved
                 self._probe_results.append((v, k))
+            elif x in self._polish_searched:
+                self._polish_keys.add(k)  # a profile step, told with them solved
             if k not in self._polish_keys:
                 # The surrogate learns the Bayesian points only: a polish's many points in
                 # one basin would pull the search back into it.
