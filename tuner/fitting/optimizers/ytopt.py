@@ -393,17 +393,19 @@ class YtoptOptimizer(Optimizer):
 
     def _more_basins(self) -> bool:
         """More polish starts may find basins not seen yet: Boender and Rinnooy Kan's
-        Bayesian estimate of the number of basins, k (w - 1) / (w - k - 2) after w > k + 2 polishes
-        that ended in k distinct optima (values more than 1% apart), is above k + 0.5 (1987,
-        Math. Programming 37: the optimal stopping rule of multistart). One basin is
-        settled after 7 polishes; two need 16. On most laws and data every polish ends in
-        one basin and the run converges; abnar x clark_routing has several (0.001972,
-        0.002065, 0.002125...), the best reached from Bayesian points scoring worse than
-        those reaching the others, so its polishes go on while the budget lasts."""
+        Bayesian estimate of the number of basins, k (w - 1) / (w - k - 2) after w > k + 2
+        polishes that ended in k distinct optima (more than 1% apart in value), is above
+        k + 0.5 (1987, Math. Programming 37: the optimal stopping rule of multistart). One
+        basin is settled after 7 polishes; two need 16. On most laws and data every polish
+        ends in one basin and the run converges; abnar x clark_routing has several
+        (0.001972, 0.002065, 0.002125...), the best reached from Bayesian points scoring
+        worse than those reaching the others, so its polishes go on while the budget lasts
+        (seeds 0-19: 14 reach 1% of the best, 11 with the first five polishes only)."""
         values = sorted(v for _, v in self._optima)
-        w = len(values)
-        k = sum(1 for i, v in enumerate(values)
-                if i == 0 or v > (1.0 + DISTINCT_VALUE) * values[i - 1])
+        w, k, level = len(values), 0, -np.inf
+        for v in values:  # optima within 1% of the lowest of a group are one basin
+            if v > (1.0 + DISTINCT_VALUE) * level:
+                k, level = k + 1, v
         return w <= k + 2 or k * (w - 1) / (w - k - 2) > k + 0.5
 
     def _limit_probes(self) -> list[Config]:
