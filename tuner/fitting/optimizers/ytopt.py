@@ -400,7 +400,7 @@ class YtoptOptimizer(Optimizer):
         ends in one basin and the run converges; abnar x clark_routing has several
         (0.001972, 0.002065, 0.002125...), the best reached from Bayesian points scoring
         worse than those reaching the others, so its polishes go on while the budget lasts
-        (seeds 0-19: 14 reach 1% of the best, 11 with the first five polishes only)."""
+        (seeds 0-19: 14 reach 1% of the best, against 10 with the first five polishes only)."""
         values = sorted(v for _, v in self._optima)
         w, k, level = len(values), 0, -np.inf
         for v in values:  # optima within 1% of the lowest of a group are one basin
