@@ -3,6 +3,7 @@
     python benchmarks/speed.py            # 6 problems x seeds 11-13, budget 200
     python benchmarks/speed.py --quick    # 2 problems x seeds 11-12
     python benchmarks/speed.py --seeds 11 12 13 14 15 16 --repeat 1   # robustness: 6 seeds
+    python benchmarks/speed.py --only abnar --seeds $(seq 0 19) --repeat 1  # one law, 20 seeds
     python benchmarks/speed.py --startup  # commands end to end against python's imports
     python benchmarks/speed.py --profile  # cProfile of one in-process default fit
 
@@ -220,6 +221,8 @@ def main() -> None:
                     help="seeds of every method (default 11 12 13)")
     ap.add_argument("--profile", action="store_true",
                     help="profile one in-process default fit (hoffmann, seed 11) instead")
+    ap.add_argument("--only", nargs="+", metavar="LAW",
+                    help="only the problems of these laws (e.g. abnar generalized)")
     args = ap.parse_args()
     if args.profile:
         profile(budget=args.budget)
@@ -228,6 +231,11 @@ def main() -> None:
         startup(args.reps)
         return
     problems = PROBLEMS[:2] if args.quick else PROBLEMS
+    if args.only:
+        problems = [p for p in problems if p[0] in args.only]
+        if not problems:
+            ap.error(f"--only: no problem of {', '.join(args.only)}; laws: "
+                     f"{', '.join(sorted({law for law, _ in PROBLEMS}))}")
     seeds = args.seeds[:2] if args.quick else args.seeds
     objs = {}
     for law, data in problems:
