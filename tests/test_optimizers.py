@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import tuner.paths
 from tuner.errors import TunerError
 from tuner.fitting.evaluation import evaluate
 from tuner.fitting.loop import InProcess, drive as run_loop
@@ -429,3 +430,57 @@ def test_the_early_polish_starts_after_the_first_batch(problem):
         hist = drive(opt, obj, 14 + batch, batch=batch)
         polished = [i for i, (k, _) in enumerate(hist) if k in opt._polish_keys]
         assert polished and polished[0] == first_polish, (batch, polished[:3])
+
+
+def test_a_polish_without_curvature_still_converges():
+    """The 'paper' objective has no Gauss-Newton curvature: its polishes are L-BFGS-B, which
+    records no optima; the run still stops when its schedule is done."""
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", "chinchilla_epoch", kind="paper"))
+    opt = make("ytopt", obj.default_space(), seed=0, budget=400)
+    hist = drive(opt, obj, 400)
+    assert opt.converged and len(hist) < 400
+
+
+@pytest.mark.parametrize("cut", [60, 70])  # cut inside a profile polish
+def test_a_resumed_profile_polish_evaluates_nothing_twice(cut):
+    """A resumed run tells its history as scored points, with no proposals: a profile step
+    (linear coefficients left to the evaluator) already made is recognised by its searched
+    coordinates and not evaluated again."""
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", "chinchilla_epoch"))
+    space = obj.default_space()
+    first = drive(make("ytopt", space, seed=4, budget=150), obj, cut)
+    opt = make("ytopt", space, seed=4, budget=150)
+    opt.tell_evaluations([evaluate(obj, opt.space, space.complete(dict(zip(space.names, k))))
+                          for k, _ in first])
+    rest = drive(opt, obj, 150 - cut)
+    keys = [k for k, _ in first + rest]
+    assert len(keys) == len(set(keys))
+
+
+def test_a_run_whose_profile_steps_cannot_move_goes_on_over_every_coefficient(tmp_path):
+    """Loss rising with N and D: after one profile step the exponents rest at their lower
+    bound 0 with the gradient pushing outwards, so no profile step moves; the run then steps
+    over every coefficient (reaching the best value by evaluation 10) instead of ending
+    there (the best came at evaluation 52)."""
+    import pandas as pd
+    from tuner.fitting.optimizers.newton import NewtonSearch
+    runs = pd.read_csv(tuner.paths.DATASETS_DIR / "chinchilla_epoch.csv")
+    runs["loss"] = 2.0 * (runs.n_total * runs.tokens / 1e18) ** 0.02
+    path = tmp_path / "rising.csv"
+    runs[["n_total", "n_active", "tokens", "sparsity", "loss"]].to_csv(path, index=False)
+    obj = Objective.from_spec(ObjectiveSpec("hoffmann", str(path)))
+    stuck = []
+    original = NewtonSearch._system
+
+    def watched(self):
+        out = original(self)
+        if out is None and self.profile:
+            stuck.append(len(self.opt.y))
+        return out
+
+    import unittest.mock
+    with unittest.mock.patch.object(NewtonSearch, "_system", watched):
+        hist = drive(make("ytopt", obj.default_space(), seed=0, budget=60), obj, 60)
+    best = np.minimum.accumulate([v for _, v in hist])
+    assert stuck and stuck[0] <= 3
+    assert best[9] <= best[-1] * (1 + 1e-6)

@@ -113,7 +113,10 @@ class NewtonSearch:
             out = self._steps(n)
             if out:
                 return out
-            self.centre = None  # no step moves: converged at a corner of the box
+            if self.profile:
+                self._converged()  # no profile step moves: steps over every coefficient
+            else:
+                self._end()  # no step moves: converged at a corner of the box
         return []
 
     def _system(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -241,7 +244,7 @@ class NewtonSearch:
             if self.tiny >= TINY_ROUNDS:
                 self._converged()
             elif self._known_basin():
-                self._end()  # where it was heading is known: it counts as that optimum again
+                self._end()  # where it was heading is known; where it stopped joins the optima
             elif self._behind():
                 self._end()
         elif self.hess is not None:
@@ -323,13 +326,15 @@ class NewtonSearch:
         return space.encode(space.complete(dict(zip(space.names, self.centre))))
 
     def _end(self) -> None:
-        """The run from this start has converged: remember where."""
+        """The run from this start ends (converged, in a known basin, or behind): remember
+        where, for ``_known_basin`` and for the count of basins (``ytopt._more_basins``)."""
         self.optima.append((self._here(), self.opt.seen[self.centre]))
         self.centre = None
 
     def _known_basin(self) -> bool:
         """Near an optimum found before: close to it in value and either in coordinates or
-        in what it predicts, or level with it (within 0.01%). What it predicts is compared
+        in what it predicts, or level with it (within 0.01%) while gaining less than 0.1% a
+        round (a run still gaining fast only passes that level). What it predicts is compared
         by d^T H d for the step d between them (H the Gauss-Newton matrix here: the weighted
         squared change of the residuals), small against the objective, so that a coordinate
         that no longer moves the predictions (the exponent of a term whose coefficient went
@@ -339,7 +344,9 @@ class NewtonSearch:
         optimum's value with b and e sharing the constant that e held alone there."""
         u, v = self._here(), self.opt.seen[self.centre]
         h = self.opt.curvatures[self.centre]
-        return any(abs(v - vo) <= SAME_LEVEL * abs(vo)
+        p = self.path
+        crawling = len(p) > 1 and p[-2] - p[-1] <= STALL_GAIN * abs(p[-1])
+        return any((crawling and abs(v - vo) <= SAME_LEVEL * abs(vo))
                    or (v <= SAME_VALUE * vo
                        and (np.max(np.abs(u - o)) < SAME_BASIN
                             or float((u - o) @ h @ (u - o)) <= SAME_FIT * abs(v)))

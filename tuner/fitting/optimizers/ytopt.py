@@ -402,6 +402,8 @@ class YtoptOptimizer(Optimizer):
         worse than those reaching the others, so its polishes go on while the budget lasts
         (seeds 0-19: 14 reach 1% of the best, against 10 with the first five polishes only)."""
         values = sorted(v for _, v in self._optima)
+        if not values:
+            return False  # an L-BFGS-B polish (no curvature) records no optima
         w, k, level = len(values), 0, -np.inf
         for v in values:  # optima within 1% of the lowest of a group are one basin
             if v > (1.0 + DISTINCT_VALUE) * level:
@@ -543,6 +545,13 @@ class YtoptOptimizer(Optimizer):
         for k, v in zip(keys, values):
             x = self._searched_key(self.space.complete(dict(zip(self.space.names, k))))
             self._told.add(x)
+            if self.solved:
+                # A proposal that leaves the linear coefficients to the evaluator is answered
+                # by any point told at its searched coordinates, also one told without it
+                # (a resumed run's history): it is not evaluated twice.
+                solved = set(self.solved)
+                self.answers.setdefault(tuple(None if n in solved else c
+                                              for n, c in zip(self.space.names, k)), k)
             if x in self._probes:
                 del self._probes[x]
                 self._polish_keys.add(k)  # told with its linear coefficients solved
