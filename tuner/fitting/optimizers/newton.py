@@ -113,6 +113,8 @@ class NewtonSearch:
             out = self._steps(n)
             if out:
                 return out
+            if self.centre is None or self.trials:
+                continue  # the run ended while its steps were judged, or waits for them
             if self.profile:
                 self._converged()  # no profile step moves: steps over every coefficient
             else:
