@@ -48,7 +48,8 @@ class Optimizer(ABC):
         self.grads: dict[tuple[float, ...], np.ndarray] = {}
         self.curvatures: dict[tuple[float, ...], np.ndarray] = {}
         self.pending: dict[tuple[float, ...], Config] = {}
-        # A proposal that left coefficients to the evaluator -> the key it was told as.
+        # A proposal that left coefficients to the evaluator -> the key of a told point that
+        # answers it (filled by an optimizer that makes such proposals: ``ytopt``).
         self.answers: dict[tuple, tuple[float, ...]] = {}
         self.widenings: list[dict] = []  # soft bounds widened during the run, in order
 
@@ -113,11 +114,8 @@ class Optimizer(ABC):
         if any(None in k for k in keys):
             raise ValueError("a told configuration has unsolved (NaN) coefficients; tell the "
                              "scored configuration and pass the proposal as 'asked'")
-        for c, k in zip(asked or (), keys):
-            a = config_key(self.space, c)
-            self.pending.pop(a, None)
-            if a != k:
-                self.answers[a] = k
+        for c in asked or ():
+            self.pending.pop(config_key(self.space, c), None)
         vals = [float(v) for v in values]
         for i, (k, v) in enumerate(zip(keys, vals)):
             if grads is not None:

@@ -254,6 +254,7 @@ class YtoptOptimizer(Optimizer):
         self.searched = [d for d in space.dims if d.name not in linear]
         if not self.searched:  # nothing left for the Bayesian search: search everything
             self.solved, self.searched = [], list(space.dims)
+        self._solved_mask = [n in self.solved for n in space.names]
         self.log_y = not faithful
         if polish is None:
             # Enough Bayesian steps to find the basin of the searched dimensions, the rest to
@@ -417,12 +418,12 @@ class YtoptOptimizer(Optimizer):
         the data-following box) moved to the upper bound of the Bayesian box (where the term
         vanishes, or turns into an indicator as (1-S)^gamma does), its linear coefficients
         left to the evaluator. A probe that gains is polished at once, else the run goes on.
-        On generalized x frantar_t5 the early polish ends at gamma = 0 (0.000865); the probe
+        On generalized x frantar_t5 the early polish ends at gamma = 0 (0.000846); the probe
         with gamma = 3 scores 0.000661, and the polish from there widens gamma to the best
-        optimum known (0.000620): 1% at evaluation 28 on seeds 11-16, against 69-86 (and
-        once never) without probes (benchmarks/speed.py). Exponents inside the box are not
-        probed: on abnar x clark_routing those probes never won, and their evaluations were
-        missed later."""
+        optimum known (0.000620): 1% at evaluation 19 on seeds 11-16; without probes on 5 of
+        6 seeds, median 70 (benchmarks/speed.py). Exponents inside the box are not probed: on
+        abnar x clark_routing those probes never won, and their evaluations were missed
+        later."""
         local = self._local
         if not isinstance(local, NewtonSearch) or local.trials or not self.solved:
             return []  # without a profile a probe would keep stale linear coefficients
@@ -547,11 +548,10 @@ class YtoptOptimizer(Optimizer):
             self._told.add(x)
             if self.solved:
                 # A proposal that leaves the linear coefficients to the evaluator is answered
-                # by any point told at its searched coordinates, also one told without it
-                # (a resumed run's history): it is not evaluated twice.
-                solved = set(self.solved)
-                self.answers.setdefault(tuple(None if n in solved else c
-                                              for n, c in zip(self.space.names, k)), k)
+                # by the first point told at its searched coordinates, also one told without
+                # it (a resumed run's history): it is not evaluated twice.
+                self.answers.setdefault(tuple(None if s else c
+                                              for s, c in zip(self._solved_mask, k)), k)
             if x in self._probes:
                 del self._probes[x]
                 self._polish_keys.add(k)  # told with its linear coefficients solved
