@@ -399,9 +399,10 @@ def _huber_reweighted(columns: tuple, scale: np.ndarray, x: np.ndarray, lo: np.n
     a, t = design[:, :k], design[:, k]
     if not np.all(np.isfinite(design)):
         return x
-    best = huber(a @ x - t, delta).sum()
+    res = a @ x - t
+    best = huber(res, delta).sum()
     for _ in range(_HUBER_ROUNDS):
-        root = np.sqrt(delta / np.maximum(np.abs(a @ x - t), delta))
+        root = np.sqrt(delta / np.maximum(np.abs(res), delta))
         weighted = design * root[:, None]
         gram = weighted.T @ weighted
         sw = np.sqrt(np.diag(gram)[:k])  # the weighted columns' norms: the rounds' units
@@ -409,15 +410,18 @@ def _huber_reweighted(columns: tuple, scale: np.ndarray, x: np.ndarray, lo: np.n
             break
         new = _held_solve(gram[:k, :k] / np.outer(sw, sw), gram[:k, k] / sw, lo * sw,
                           hi * sw, x * sw)
-        value = huber(a @ (new / sw) - t, delta).sum() if new is not None else np.inf
-        if not value < best:
+        if new is not None:
+            new_res = a @ (new / sw) - t
+            value = huber(new_res, delta).sum()
+        if new is None or not value < best:
             r, qt = _reduce(([weighted[:, j] for j in range(k)], weighted[:, k], np.ones(1)),
                             gram, sw)
             new = lsq_linear(r, qt, bounds=(lo * sw, hi * sw), method="bvls").x
-            value = huber(a @ (new / sw) - t, delta).sum()
+            new_res = a @ (new / sw) - t
+            value = huber(new_res, delta).sum()
             if not value < best:
                 break
-        gain, best, x = best - value, value, new / sw
+        gain, best, x, res = best - value, value, new / sw, new_res
         if gain <= 1e-6 * best:
             break
     return x
