@@ -14,7 +14,8 @@
    in a libEnsemble ensemble and in process (what ``--workers 1`` runs). The optimizer's
    ask/tell is part of it.
 3. Quality at 4 workers: evaluations to come within 1% of the best value of the 1-worker run,
-   seeds 11-13, no delay (target: the same as 1 worker's, +-20%).
+   seeds 11-13, no delay (target: the same as 1 worker's, +-20%); hoffmann x chinchilla_epoch,
+   or with ``--all-problems`` the 6 problems of ``benchmarks/speed.py``.
 """
 from __future__ import annotations
 
@@ -90,19 +91,25 @@ def manager_time(tmp: Path, evals: int = 200) -> dict:
     return out
 
 
-def quality(tmp: Path, budget: int = 200) -> list[dict]:
+PROBLEMS = [("hoffmann", "chinchilla_epoch"), ("frantar", "frantar_t5"),
+            ("abnar", "clark_routing"), ("generalized", "frantar_t5"),
+            ("generalized", "clark_routing"), ("kaplan", "chinchilla_epoch")]
+
+
+def quality(tmp: Path, budget: int = 200, problems=PROBLEMS[:1]) -> list[dict]:
     rows = []
-    for seed in (11, 12, 13):
+    for (law, data), seed in ((p, s) for p in problems for s in (11, 12, 13)):
         runs = {}
         for w in (1, 4):
-            s = fit(FitConfig("hoffmann", "chinchilla_epoch", evals=budget, workers=w,
-                              seed=seed), tmp / f"q{seed}-{w}", quiet=True)
+            s = fit(FitConfig(law, data, evals=budget, workers=w,
+                              seed=seed), tmp / f"q{law}{data}{seed}-{w}", quiet=True)
             res = read_results(Path(s["run_dir"]) / "results.csv")
             runs[w] = np.minimum.accumulate(res["objective"].to_numpy())
         ref = runs[1][-1]
         reach = {w: int(np.argmax(b <= 1.01 * ref)) + 1 if np.any(b <= 1.01 * ref) else None
                  for w, b in runs.items()}
-        rows.append({"seed": seed, "evals to 1% (1 worker)": reach[1],
+        rows.append({"problem": f"{law} x {data}", "seed": seed,
+                     "evals to 1% (1 worker)": reach[1],
                      "evals to 1% (4 workers)": reach[4] if reach[4] else "-",
                      "ratio": reach[4] / reach[1] if reach[4] else "-",
                      "best 4 workers / 1 worker": runs[4][-1] / ref,
@@ -118,11 +125,14 @@ def main() -> None:
     ap.add_argument("--no-mpi", dest="mpi", action="store_false", help="skip mpirun")
     ap.add_argument("--only", choices=["speed-up", "manager", "quality"],
                     help="one part only (default: all three)")
+    ap.add_argument("--all-problems", action="store_true",
+                    help="quality on the 6 problems of benchmarks/speed.py, not hoffmann only")
     args = ap.parse_args()
+    problems = PROBLEMS if args.all_problems else PROBLEMS[:1]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.only == "quality":
-            print(markdown(quality(tmp)))
+            print(markdown(quality(tmp, problems=problems)))
             return
         if args.only == "manager":
             print(json.dumps({k: round(v, 3) for k, v in manager_time(tmp).items()}))
@@ -138,7 +148,7 @@ def main() -> None:
         print(json.dumps({k: round(v, 3) for k, v in manager_time(tmp).items()}))
         print("\n## Quality: evaluations to 1% of the 1-worker best, 1 and 4 workers "
               "(target: ratio 0.8-1.2)\n")
-        print(markdown(quality(tmp)))
+        print(markdown(quality(tmp, problems=problems)))
 
 
 if __name__ == "__main__":
