@@ -4,7 +4,7 @@ The built-in objectives return, from the same pass as the value, the gradient g 
 Gauss-Newton matrix H = J^T W J (``Objective.value_and_grad(curvature=True)``). From a centre
 point each round proposes steps solving (H + lam diag(H)) s = -g over the coordinates not held
 at a bound, clipped into the box; with idle workers, more trials in the same round: the step
-stretched 2x and 4x, damped 4x more, stretched 8x...
+stretched 2x and 3x, damped 4x more, stretched 4x, 8x...
 The best step that lowers the objective becomes the centre and lam shrinks; if none does, lam
 grows.
 
@@ -189,8 +189,10 @@ class NewtonSearch:
         base = None
         for j in range(max(n, 1)):
             # Trials of one round: the step at the current damping, the same stretched 2x
-            # and 4x (the IRLS curvature overstates, so longer steps along the direction
-            # often gain more), one damped 4x more should they all fail, then 8x, 16x...
+            # and 3x (the IRLS curvature overstates, so longer steps along the direction
+            # often gain more), one damped 4x more should they all fail, then 4x, 8x...
+            # From hoffmann's published start the best stretch is about 3x (1.004 of the
+            # optimum; 2x and 4x: 1.022): 1% after 7 evaluations at 4 workers, not 10.
             damped = j == 3
             lam = self.lam * (4.0 if damped else 1.0)
             if j == 0 or damped or base is None:
@@ -202,7 +204,7 @@ class NewtonSearch:
                 if j == 0:
                     base = step
             else:
-                step = base * 2.0 ** (j if j < 3 else j - 1)
+                step = base * (3.0 if j == 2 else 2.0 ** (j if j < 3 else j - 2))
             c = self._trial(np.clip(u + step, lo, hi))
             k = config_key(space, c)
             if self._told(k) == self.centre or k in self.trials or k in o.pending:

@@ -34,7 +34,7 @@ import numpy as np
 
 from .base import Config, Optimizer, config_key
 from .lbfgs import LocalSearch
-from .newton import NewtonSearch
+from .newton import STALL_ROUNDS, NewtonSearch
 
 SURROGATES = ("RF", "ET", "GBRT", "GP")
 LIARS = ("cl_max", "cl_min", "cl_mean")
@@ -477,7 +477,10 @@ class YtoptOptimizer(Optimizer):
             if older and value >= min(older):
                 return []
             here = self.to_config(u)
-        elif len(self._runs) == 1 and local.new_stall():
+        elif len(self._runs) == 1 and local.new_stall(
+                # an early polish shortened for several workers: over half its rounds
+                local.max_rounds // 2 if (local.max_rounds or EARLY_ROUNDS) < EARLY_ROUNDS
+                else STALL_ROUNDS):
             k = local.centre
             here, value = dict(zip(self.space.names, k)), self.seen[k]
         else:
