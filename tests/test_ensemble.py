@@ -166,7 +166,10 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, workers):
         [sys.executable, "-m", "tuner", "fit", "--law", "hoffmann", "--data",
          "chinchilla_epoch", "--optimizer", "random", "--evals", "60", "--workers", workers,
          "--eval-delay", "0.1", "--run-dir", str(out), "--quiet"], cwd=ROOT,
-        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell's background job (`... &`) ignores SIGINT, and so would the run: as from a
+        # terminal, the run starts with the default (Python then raises KeyboardInterrupt).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # The run directory appears whole (config.json and the results header are renamed
         # into place together), so polling never reads a header-less results.csv.
