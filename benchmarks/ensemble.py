@@ -2,6 +2,8 @@
 
     python benchmarks/ensemble.py [--evals 40] [--delay 0.5] [--reps 2] [--no-mpi]
     python benchmarks/ensemble.py --only quality        # or speed-up, manager
+    python benchmarks/ensemble.py --only quality --all-problems --in-process --workers 4 \
+        --seeds 11 12 13 14 15 16                         # deterministic, 6 problems
 
 1. The default fit (ytopt) of hoffmann x chinchilla_epoch with ``--eval-delay DELAY`` (each
    evaluation sleeps, as a costly objective would), 1 and 4 workers, with local processes,
@@ -15,7 +17,9 @@
    ask/tell is part of it.
 3. Quality at 4 workers: evaluations to come within 1% of the best value of the 1-worker run,
    seeds 11-13, no delay (target: the same as 1 worker's, +-20%); hoffmann x chinchilla_epoch,
-   or with ``--all-problems`` the 6 problems of ``benchmarks/speed.py``.
+   or with ``--all-problems`` the 6 problems of ``benchmarks/speed.py``; ``--in-process``
+   evaluates in this process, results in the order asked (deterministic), at ``--workers W``
+   over ``--seeds``.
 """
 from __future__ import annotations
 
@@ -96,24 +100,47 @@ PROBLEMS = [("hoffmann", "chinchilla_epoch"), ("frantar", "frantar_t5"),
             ("generalized", "clark_routing"), ("kaplan", "chinchilla_epoch")]
 
 
-def quality(tmp: Path, budget: int = 200, problems=PROBLEMS[:1]) -> list[dict]:
+def _history_in_process(law: str, data: str, seed: int, workers: int, budget: int) -> list:
+    """The default fit's values with ``workers`` points in flight, evaluated in this process
+    in the order asked (the ensemble's loop without its timing: the same every run)."""
+    from tuner.fitting.evaluation import evaluate
+    from tuner.fitting.loop import InProcess, drive
+    from tuner.fitting.objective import Objective, ObjectiveSpec
+    from tuner.fitting.optimizers import make_optimizer
+
+    obj = Objective.from_spec(ObjectiveSpec(law, data))
+    opt = make_optimizer("ytopt", obj.default_space(), seed=seed, budget=budget, options={},
+                         context={"gradients": True, "n_starts": None,
+                                  "profile_allowed": True})
+    values: list = []
+    drive(opt, InProcess(lambda i, c: evaluate(obj, opt.space, c, i)), budget=budget,
+          workers=workers, on_results=lambda evs: values.extend(e.value for e in evs))
+    return values
+
+
+def quality(tmp: Path, budget: int = 200, problems=PROBLEMS[:1], seeds=(11, 12, 13),
+            workers: int = 4, in_process: bool = False) -> list[dict]:
     rows = []
-    for (law, data), seed in ((p, s) for p in problems for s in (11, 12, 13)):
+    for (law, data), seed in ((p, s) for p in problems for s in seeds):
         runs = {}
-        for w in (1, 4):
-            s = fit(FitConfig(law, data, evals=budget, workers=w,
-                              seed=seed), tmp / f"q{law}{data}{seed}-{w}", quiet=True)
-            res = read_results(Path(s["run_dir"]) / "results.csv")
-            runs[w] = np.minimum.accumulate(res["objective"].to_numpy())
+        for w in (1, workers):
+            if in_process:
+                values = _history_in_process(law, data, seed, w, budget)
+            else:
+                s = fit(FitConfig(law, data, evals=budget, workers=w, seed=seed),
+                        tmp / f"q{law}{data}{seed}-{w}", quiet=True)
+                values = read_results(Path(s["run_dir"]) / "results.csv")["objective"]
+            runs[w] = np.minimum.accumulate(np.asarray(values, dtype=float))
         ref = runs[1][-1]
         reach = {w: int(np.argmax(b <= 1.01 * ref)) + 1 if np.any(b <= 1.01 * ref) else None
                  for w, b in runs.items()}
         rows.append({"problem": f"{law} x {data}", "seed": seed,
                      "evals to 1% (1 worker)": reach[1],
-                     "evals to 1% (4 workers)": reach[4] if reach[4] else "-",
-                     "ratio": reach[4] / reach[1] if reach[4] else "-",
-                     "best 4 workers / 1 worker": runs[4][-1] / ref,
-                     "evaluations 1 / 4 workers": f"{len(runs[1])} / {len(runs[4])}"})
+                     f"evals to 1% ({workers} workers)": reach[workers] or "-",
+                     "ratio": reach[workers] / reach[1] if reach[workers] else "-",
+                     f"best {workers} workers / 1 worker": runs[workers][-1] / ref,
+                     f"evaluations 1 / {workers} workers": f"{len(runs[1])} / "
+                                                            f"{len(runs[workers])}"})
     return rows
 
 
@@ -127,12 +154,22 @@ def main() -> None:
                     help="one part only (default: all three)")
     ap.add_argument("--all-problems", action="store_true",
                     help="quality on the 6 problems of benchmarks/speed.py, not hoffmann only")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13],
+                    help="quality: seeds (default 11 12 13)")
+    ap.add_argument("--workers", type=int, default=4,
+                    help="quality: workers compared with one (default 4)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="quality: evaluate in this process, results in the order asked "
+                         "(the same every run), instead of a libEnsemble ensemble")
     args = ap.parse_args()
     problems = PROBLEMS if args.all_problems else PROBLEMS[:1]
+    if args.workers < 2:
+        ap.error(f"--workers: at least 2 to compare with one, got {args.workers}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.only == "quality":
-            print(markdown(quality(tmp, problems=problems)))
+            print(markdown(quality(tmp, problems=problems, seeds=args.seeds,
+                                   workers=args.workers, in_process=args.in_process)))
             return
         if args.only == "manager":
             print(json.dumps({k: round(v, 3) for k, v in manager_time(tmp).items()}))
