@@ -75,6 +75,7 @@ class NewtonSearch:
         # to every polish of a fit, so a later one knows the basins found before it.
         self.optima: list[tuple[np.ndarray, float]] = [] if optima is None else optima
         self.max_rounds: int | None = None  # rounds per start before it is set aside
+        self.stall_rounds = STALL_ROUNDS  # rounds a stall is judged over (``new_stall``)
         self.rounds = 0
         self.hess: np.ndarray | None = None  # the run's curvature, secant-corrected
         self.set_aside: list[tuple] = []  # centres of runs cut off by max_rounds
@@ -133,7 +134,7 @@ class NewtonSearch:
         h = self.hess if self.hess is not None else o.curvatures[self.centre]
         moving = ~self.solved if self.profile else np.ones(len(g), dtype=bool)
         space = o.space
-        u = space.encode(space.complete(dict(zip(space.names, self.centre))))
+        u = self._here()
         lo, hi = space.bounds.T
         hm, gm = h[np.ix_(moving, moving)], g[moving]
         if self.profile:
@@ -204,7 +205,7 @@ class NewtonSearch:
                 if j == 0:
                     base = step
             else:
-                step = base * (3.0 if j == 2 else 2.0 ** (j if j < 3 else j - 2))
+                step = base * ((2.0, 3.0)[j - 1] if j < 3 else 2.0 ** (j - 2))
             c = self._trial(np.clip(u + step, lo, hi))
             k = config_key(space, c)
             if self._told(k) == self.centre or k in self.trials or k in o.pending:
@@ -297,10 +298,10 @@ class NewtonSearch:
         return (self.max_rounds is None and len(p) > STALL_ROUNDS
                 and p[-1] - min(self.opt.y) > PACE * (p[-STALL_ROUNDS - 1] - p[-1]))
 
-    def new_stall(self, rounds: int = STALL_ROUNDS, gain: float = STALL_GAIN,
-                  every: int = 20) -> bool:
+    def new_stall(self, gain: float = STALL_GAIN, every: int = 20) -> bool:
         """True when the run goes on but has gained less than ``gain`` (relative) in its last
-        ``rounds`` rounds, at most once every ``every`` rounds of a run."""
+        ``stall_rounds`` rounds, at most once every ``every`` rounds of a run."""
+        rounds = self.stall_rounds
         p = self.path
         if (self.centre is None or len(p) <= rounds
                 or (self.stall_seen is not None and len(p) < self.stall_seen + every)
@@ -314,8 +315,8 @@ class NewtonSearch:
         matrix of a Huber objective overstates the curvature of residuals beyond delta, so
         its steps alone converge linearly; corrected by the gradients' change they converge
         superlinearly, as quasi-Newton methods started from a good matrix do."""
-        o, space = self.opt, self.opt.space
-        u0, u1 = (space.encode(space.complete(dict(zip(space.names, k)))) for k in (k0, k1))
+        o = self.opt
+        u0, u1 = self._encoded(k0), self._encoded(k1)
         b = self.hess if self.hess is not None else o.curvatures[k0]
         s, y = u1 - u0, o.grads[k1] - o.grads[k0]
         bs = b @ s
@@ -325,9 +326,13 @@ class NewtonSearch:
         else:
             self.hess = o.curvatures[k1]
 
-    def _here(self) -> np.ndarray:
+    def _encoded(self, k: tuple) -> np.ndarray:
+        """A told key in internal coordinates."""
         space = self.opt.space
-        return space.encode(space.complete(dict(zip(space.names, self.centre))))
+        return space.encode(space.complete(dict(zip(space.names, k))))
+
+    def _here(self) -> np.ndarray:
+        return self._encoded(self.centre)
 
     def _end(self) -> None:
         """The run from this start ends (converged, in a known basin, or behind): remember

@@ -34,7 +34,7 @@ import numpy as np
 
 from .base import Config, Optimizer, config_key
 from .lbfgs import LocalSearch
-from .newton import STALL_ROUNDS, NewtonSearch
+from .newton import NewtonSearch
 
 SURROGATES = ("RF", "ET", "GBRT", "GP")
 LIARS = ("cl_max", "cl_min", "cl_mean")
@@ -372,21 +372,21 @@ class YtoptOptimizer(Optimizer):
         polish, its round of ``n`` trials); a polish that has converged, or was set aside
         (a later one may go on from it), is dropped."""
         out: list[Config] = []
+        asked: set[tuple] = set()
         live = []
         for i, run in enumerate(self._runs):
             share = -(-(n - len(out)) // (len(self._runs) - i))  # the rest, shared evenly
             got = run.propose(share) if share > 0 else []
-            # Two runs may propose one point (a shared corner of the box): it is asked once,
-            # and both learn its value.
-            asked = {config_key(self.space, c) for c in out}
-            got = [c for c in got if config_key(self.space, c) not in asked]
             for c in got:
                 k = config_key(self.space, c)
+                if k in asked:  # two runs' one point (a shared corner): asked once, both learn it
+                    continue
+                asked.add(k)
+                out.append(c)
                 if None in k:  # a profile step: known by its searched part until told
                     self._polish_searched.add(self._searched_key(c))
                 else:
                     self._polish_keys.add(k)
-            out += got
             if got or not run.finished:
                 live.append(run)
                 continue
@@ -486,10 +486,7 @@ class YtoptOptimizer(Optimizer):
             # final polish's runs may all crawl along one ridge and none end: at 8 workers
             # generalized x frantar_t5 stayed at gamma = 0 for 200 evaluations on 2 of 6
             # seeds when only a lone run was looked at).
-            stalled = next((r for r in self._runs if not r.trials and r.new_stall(
-                # an early polish shortened for several workers: over half its rounds
-                r.max_rounds // 2 if (r.max_rounds or EARLY_ROUNDS) < EARLY_ROUNDS
-                else STALL_ROUNDS)), None)
+            stalled = next((r for r in self._runs if not r.trials and r.new_stall()), None)
             if stalled is None:
                 return []
             k = stalled.centre
@@ -546,6 +543,8 @@ class YtoptOptimizer(Optimizer):
                     # short at 2 workers, before its limit probe: 1% after 74 evaluations
                     # instead of 34)
                     run.max_rounds = -(-2 * EARLY_ROUNDS // max(workers, 2))
+                    if run.max_rounds < EARLY_ROUNDS:  # judged for a stall before its end
+                        run.stall_rounds = run.max_rounds // 2
                 self._runs.append(run)
         self._polishing = True
 
